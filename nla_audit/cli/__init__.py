@@ -1,0 +1,59 @@
+"""``nla-audit``: one thin CLI over the library.
+
+Core subcommands live in this package; the optional subpackages (training, evals, SAE baseline) contribute
+theirs through the ``nla_audit.commands`` entry-point group, so the core never imports them. A user error
+(``NLAAuditError``) prints one line and exits non-zero, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata as md
+import sys
+
+from nla_audit.errors import NLAAuditError
+
+CORE_COMMANDS = ("extract", "split", "info")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nla-audit", description="Natural Language Autoencoders for auditing LMs.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in CORE_COMMANDS:
+        importlib.import_module(f"nla_audit.cli.{name}").register(sub)
+    for ep in md.entry_points(group="nla_audit.commands"):
+        try:
+            ep.load()(sub)
+        except ImportError as exc:  # an optional extra is missing: say so only if that command is used
+            _register_missing(sub, ep.name, exc)
+    return parser
+
+
+def _register_missing(sub, name: str, exc: ImportError) -> None:
+    p = sub.add_parser(name, help=f"(unavailable: {exc.name} is not installed)")
+
+    def run(_args):
+        raise NLAAuditError(f"`nla-audit {name}` needs {exc.name}, which is not installed",
+                            fix="pip install 'nla_audit[evals,sae,agents]'")
+
+    p.set_defaults(func=run)
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NLAAuditError as exc:
+        print(f"nla-audit {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"nla-audit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
