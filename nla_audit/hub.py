@@ -33,3 +33,21 @@ def iter_hf_dataset(spec: str) -> Iterator[dict[str, Any]]:
     except Exception as exc:  # connection errors come in many types
         raise InputError(f"cannot load dataset {name} from the hub ({type(exc).__name__})",
                          fix="the hub is unreachable offline: download it elsewhere and pass a local file") from None
+
+
+def snapshot(repo_id: str):
+    """Download (or reuse the local HF cache of) a model repo; offline this raises a one-line error."""
+    from pathlib import Path
+
+    from nla_audit.errors import ModelLoadError
+
+    if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")):
+        raise ModelLoadError(f"{repo_id} is neither an existing folder nor a hub id",
+                             expected="a local checkpoint folder or 'owner/name'")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id))
+    except Exception as exc:  # offline, 404, auth: many exception types
+        raise ModelLoadError(f"cannot fetch {repo_id} from the hub ({type(exc).__name__})",
+                             fix="the hub is unreachable offline: copy the checkpoint here and pass its folder") from None

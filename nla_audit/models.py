@@ -70,6 +70,8 @@ def load_causal_lm(path: str, dtype: Any, device: str, config: Any = None):
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress bars are enough
+    if config is not None:
+        hf_logging.set_verbosity_error()  # a truncated AR config leaves blocks > K "unexpected": by design
     kwargs: dict[str, Any] = {"dtype": dtype}
     if config is not None:
         kwargs["config"] = config

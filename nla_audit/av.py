@@ -1,0 +1,175 @@
+"""The activation verbalizer (AV): vector → explanation text.
+
+A copy of the target LM reads one activation vector in place of the injection token's embedding inside the
+fixed AV prompt (official_nla.md §1) and writes ``<explanation>…</explanation>``. Everything about the
+prompt and the injection comes from the sidecar and is re-checked against the live tokenizer at load.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nla_audit.errors import InputError, SidecarError
+from nla_audit.injection import av_prompt_ids, check_tokens, injecting
+from nla_audit.sidecar import AV_TEMPLATE, ModelSidecar
+
+_EXPL_RE = re.compile(r"<explanation>\s*(.*?)\s*</explanation>", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One AV output. ``ok`` is False when no ``<explanation>`` pair was found: ``text`` is then the raw
+    output and must not be trusted as an explanation; ``warning`` flags the known injection failure."""
+
+    text: str
+    raw: str
+    ok: bool
+    truncated: bool
+    n_tokens: int
+    warning: str | None = None
+
+
+def parse_explanation(raw: str) -> tuple[str, bool]:
+    """First ``<explanation>…</explanation>`` match, stripped (the AR was trained on the bare text)."""
+    m = _EXPL_RE.search(raw)
+    return (m.group(1).strip(), True) if m else (raw.strip(), False)
+
+
+def foreign_script_fraction(text: str) -> float:
+    """Share of letters that are not Latin: CJK output is the signature of a failed injection (§8.3)."""
+    letters = [c for c in text if c.isalpha()]
+    if not letters:
+        return 0.0
+    foreign = sum(1 for c in letters if not unicodedata.name(c, "").startswith("LATIN"))
+    return foreign / len(letters)
+
+
+def injection_warning(text: str, threshold: float = 0.3) -> str | None:
+    frac = foreign_script_fraction(text)
+    if frac > threshold:
+        return (f"{frac:.0%} of the letters are non-Latin: this looks like the known injection failure "
+                "(wrong injection_scale, template drift or double BOS)")
+    return None
+
+
+def validate_vectors(vectors: Any, d_model: int, name: str = "vectors") -> torch.Tensor:
+    """[n, d] float32; rejects the wrong width, NaN/inf and zero-norm rows with one clear line."""
+    v = torch.as_tensor(vectors).float()
+    if v.dim() == 1:
+        v = v[None]
+    if v.dim() != 2 or v.shape[1] != d_model:
+        raise InputError(f"{name} have shape {tuple(v.shape)}", expected=f"[n, {d_model}] (d_model of this NLA)",
+                         fix="extract activations from the NLA's own target model and layer")
+    if not torch.isfinite(v).all():
+        bad = int((~torch.isfinite(v)).any(dim=1).nonzero()[0])
+        raise InputError(f"{name} row {bad} contains NaN or inf", expected="finite values")
+    norms = v.norm(dim=1)
+    if (norms == 0).any():
+        raise InputError(f"{name} row {int((norms == 0).nonzero()[0])} has zero norm",
+                         expected="a non-zero activation (the AV only sees its direction)")
+    return v
+
+
+class ActivationVerbalizer:
+    """Explain activation vectors in natural language (transformers backend; CPU or GPU)."""
+
+    def __init__(self, model: Any, tokenizer: Any, meta: ModelSidecar, source: str = "") -> None:
+        if meta.tokens is None:
+            raise SidecarError(f"{source}: AV sidecar has no tokens block", fix="restore the sidecar")
+        if meta.injection_scale is None:
+            raise SidecarError(f"{source}: AV sidecar has no extraction.injection_scale",
+                               expected="a positive number (a round number a bit above the mean ‖v‖)")
+        self.model, self.tokenizer, self.meta, self.source = model, tokenizer, meta, source
+        self.template = meta.av_template or AV_TEMPLATE
+        check_tokens(tokenizer, meta.tokens, self.template, source or "AV")
+        self.prompt_ids = av_prompt_ids(tokenizer, self.template, meta.tokens.injection_char)
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | Path, dtype: str = "auto", device: str | None = None,
+                        injection_scale: float | None = None) -> ActivationVerbalizer:
+        from nla_audit.checkpoint import load_backbone, read_sidecar, resolve_checkpoint
+        from nla_audit.models import resolve_device, resolve_dtype
+
+        ckpt = resolve_checkpoint(path_or_id)
+        meta = read_sidecar(ckpt, "av")
+        if injection_scale is not None:
+            meta = meta.with_(injection_scale=float(injection_scale))
+        dev = resolve_device(device)
+        model, tok = load_backbone(ckpt, meta, resolve_dtype(dtype, dev), dev)
+        return cls(model, tok, meta, str(ckpt))
+
+    @property
+    def d_model(self) -> int:
+        return self.meta.d_model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # --------------------------------------------------------------------------------------- generation
+    def generate(self, vectors: torch.Tensor, max_new_tokens: int = 150, temperature: float = 0.0,
+                 top_p: float = 1.0, batch_size: int = 16, seed: int | None = None) -> list[list[int]]:
+        """Response token ids (no prompt) per vector, generated in batches with the vector injected."""
+        v = validate_vectors(vectors, self.d_model)
+        if seed is not None:
+            torch.manual_seed(seed)
+        out: list[list[int]] = []
+        for i in range(0, len(v), batch_size):
+            out.extend(self._generate_batch(v[i:i + batch_size], [self.prompt_ids] * len(v[i:i + batch_size]),
+                                            max_new_tokens, temperature, top_p))
+        return out
+
+    def _generate_batch(self, v: torch.Tensor, prompts: list[list[int]], max_new_tokens: int, temperature: float,
+                        top_p: float) -> list[list[int]]:
+        ids, mask = left_pad(prompts, self.pad_id)
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.pad_id,
+                                  "eos_token_id": self.tokenizer.eos_token_id}
+        kwargs.update({"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if temperature > 0
+                      else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
+        with torch.inference_mode(), injecting(self.model, self.meta.tokens, v, self.meta.injection_scale):
+            gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
+        new = gen[:, ids.shape[1]:].tolist()
+        return [strip_after_eos(row, self.tokenizer.eos_token_id, self.pad_id) for row in new]
+
+    @property
+    def pad_id(self) -> int:
+        tok = self.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def to_explanation(self, ids: list[int], max_new_tokens: int) -> Explanation:
+        eos = self.tokenizer.eos_token_id
+        truncated = len(ids) >= max_new_tokens and (not ids or ids[-1] != eos)
+        raw = self.tokenizer.decode(ids, skip_special_tokens=True)
+        text, ok = parse_explanation(raw)
+        return Explanation(text=text, raw=raw, ok=ok, truncated=truncated, n_tokens=len(ids),
+                           warning=injection_warning(text))
+
+    def explain(self, vectors: Any, max_new_tokens: int = 150, temperature: float = 0.0, top_p: float = 1.0,
+                batch_size: int = 16, seed: int | None = None) -> list[Explanation]:
+        """Explain each row of ``vectors`` ([n, d] or [d]); greedy by default, sampled when temperature > 0."""
+        ids = self.generate(vectors, max_new_tokens, temperature, top_p, batch_size, seed)
+        return [self.to_explanation(row, max_new_tokens) for row in ids]
+
+
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left padding keeps every prompt's last token at the right edge, where generation continues."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r)
+        mask[i, width - len(r):] = 1
+    return ids, mask
+
+
+def strip_after_eos(row: list[int], eos_id: int, pad_id: int) -> list[int]:
+    """Keep tokens up to and including the first EOS (generate pads finished rows)."""
+    if eos_id in row:
+        return row[: row.index(eos_id) + 1]
+    return row

@@ -1,0 +1,93 @@
+"""``nla-audit explain``: explain activation vectors, a text, or a chat transcript with an NLA."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def add_nla_args(p) -> None:
+    p.add_argument("--av", default=None, help="AV checkpoint folder or hub id (default: the shipped NLA)")
+    p.add_argument("--ar", default=None, help="AR checkpoint folder or hub id (default: the shipped NLA)")
+    p.add_argument("--max-new-tokens", type=int, default=150)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default="auto")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("explain", help="explain activations (--vectors), a text (--text) or a transcript (--transcript)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--vectors", help="activation parquet (activation_vector column)")
+    src.add_argument("--transcript", help="JSON chat transcript: a list of {role, content} messages")
+    src.add_argument("--text", help="a raw text string")
+    p.add_argument("--positions", default="all", help="all | last | i,j,... (transcript/text)")
+    p.add_argument("--limit", type=int, default=None, help="explain at most N rows of --vectors")
+    p.add_argument("--json", action="store_true", help="JSON Lines on stdout")
+    p.add_argument("--html", default=None, help="write an HTML view of the transcript/text here")
+    add_nla_args(p)
+    p.set_defaults(func=run)
+
+
+def sampling(args) -> dict:
+    from nla_audit.errors import InputError
+
+    if args.max_new_tokens < 1 or args.batch_size < 1 or args.temperature < 0:
+        raise InputError("--max-new-tokens and --batch-size must be >= 1 and --temperature >= 0")
+    return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "batch_size": args.batch_size,
+            "seed": args.seed}
+
+
+def _document(args):
+    from nla_audit.corpus import Document, iter_documents
+    from nla_audit.errors import InputError
+
+    if args.text is not None:
+        if not args.text.strip():
+            raise InputError("--text is empty", expected="a non-empty string")
+        return Document(id="text", text=args.text)
+    docs = list(iter_documents(args.transcript))
+    if len(docs) != 1 or not (docs[0].messages or (docs[0].text or "").strip()):
+        raise InputError(f"{args.transcript} holds {len(docs)} documents or an empty one",
+                         expected="one chat transcript (a JSON list of {role, content} messages)")
+    return docs[0]
+
+
+def run(args) -> int:
+    from nla_audit.atomic import atomic_write_text, check_writable
+    from nla_audit.nla import NLA
+    from nla_audit.render import print_table, to_html
+
+    if args.html:
+        check_writable(args.html)
+    samp = sampling(args)
+    if args.vectors:
+        from nla_audit.vectors import read_vectors
+
+        vecs, cols = read_vectors(args.vectors)
+        if args.limit:
+            vecs = vecs[: args.limit]
+        nla = NLA.load(args.av, args.ar, args.dtype, args.device)
+        rows = nla.explain_vectors(vecs, **samp)
+        rows = [r.__class__(**{**r.to_dict(), "position": i}) for i, r in enumerate(rows)]
+        title = f"{args.vectors} ({len(rows)} vectors)"
+    else:
+        doc = _document(args)
+        nla = NLA.load(args.av, args.ar, args.dtype, args.device)
+        rows = nla.explain_document(doc, args.positions, **samp)
+        title = f"{args.transcript or 'text'} · layer {nla.layer}"
+    if args.json:
+        for r in rows:
+            print(json.dumps({k: r.to_dict()[k] for k in ("position", "token", "explanation", "mse_nrm", "cos",
+                                                            "fve_nrm", "norm", "ok", "warning")}))
+    else:
+        print_table(rows, title)
+    if args.html:
+        atomic_write_text(args.html, to_html(rows, title))
+        print(f"wrote {args.html}", file=sys.stderr)
+    if any(r.warning for r in rows):
+        print(f"warning: {sum(1 for r in rows if r.warning)} explanation(s) look like an injection failure", file=sys.stderr)
+    return 0

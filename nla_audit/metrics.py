@@ -1,0 +1,58 @@
+"""Round-trip metrics (official_nla.md §2.5, §3.2). Pure tensor functions, all in float32.
+
+Both vectors are rescaled to L2 norm ``mse_scale`` (√d by default) before the MSE, so with s = √d,
+``mse_nrm = 2 (1 − cos)`` ∈ [0, 4] and an orthogonal guess scores 2. ``fve_nrm = 1 − mse_nrm / B_rv`` where
+B_rv is the variance of the normalised *training* vectors; compare NLAs by fve_nrm, not cosine (on
+low-variance layers every cosine is ≈ 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+FAILED_REWARD = -2.0  # what an orthogonal reconstruction scores; given to untagged/truncated AV samples
+
+
+def normalize(v: torch.Tensor, scale: float) -> torch.Tensor:
+    """Rescale rows of ``v`` to L2 norm ``scale`` (norm in fp32, clamped at 1e-12)."""
+    v = v.float()
+    return v / (v.norm(dim=-1, keepdim=True).clamp_min(1e-12) / scale)
+
+
+def mse_nrm(pred: torch.Tensor, gold: torch.Tensor, mse_scale: float) -> torch.Tensor:
+    """Per-row mean over dims of the squared difference after normalising both to ``mse_scale``."""
+    return (normalize(pred, mse_scale) - normalize(gold, mse_scale)).pow(2).mean(dim=-1)
+
+
+def cosine(pred: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(pred.float(), gold.float(), dim=-1)
+
+
+def fve_nrm(mse: torch.Tensor, baseline_rawvar: float) -> torch.Tensor:
+    """Fraction of variance explained against the raw-variance baseline B_rv."""
+    return 1.0 - mse / baseline_rawvar
+
+
+def default_mse_scale(d_model: int) -> float:
+    return math.sqrt(d_model)
+
+
+def baselines(vectors: torch.Tensor, mse_scale: float, max_rows: int = 50_000) -> dict:
+    """B_rv (mean squared deviation of normalised vectors from their mean) and B_mn (MSE of the best
+    constant direction), over at most ``max_rows`` rows, plus that mean direction."""
+    v = normalize(vectors[:max_rows], mse_scale)
+    mu = v.mean(dim=0)
+    b_rv = (v - mu).pow(2).mean().item()
+    mu_dir = normalize(mu[None], mse_scale)[0]
+    b_mn = (v - mu_dir).pow(2).mean().item()
+    return {"baseline_rawvar": b_rv, "baseline_mean_direction": b_mn, "mean_direction": mu_dir}
+
+
+def summarize(values: torch.Tensor) -> dict:
+    v = values.float()
+    if v.numel() == 0:
+        return {"mean": float("nan"), "median": float("nan"), "n": 0}
+    return {"mean": v.mean().item(), "median": v.median().item(), "min": v.min().item(), "max": v.max().item(),
+            "n": int(v.numel())}

@@ -1,0 +1,128 @@
+"""An NLA pair (AV + AR) bound to its target model: the object tools, evals and the CLI wrap.
+
+``explain_vectors`` gives each vector an explanation and the AR's round-trip score; ``explain_document``
+extracts the target's block-K activations over a text or chat transcript and explains chosen positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nla_audit.ar import ActivationReconstructor
+from nla_audit.av import ActivationVerbalizer, validate_vectors
+from nla_audit.corpus import Document, tokenize_document
+from nla_audit.errors import InputError, ModelLoadError
+from nla_audit.metrics import cosine, fve_nrm, mse_nrm
+
+
+@dataclass(frozen=True)
+class ExplainedActivation:
+    """One explained activation with its round-trip score (``fve_nrm`` is None without a baseline)."""
+
+    explanation: str
+    ok: bool
+    truncated: bool
+    mse_nrm: float
+    cos: float
+    fve_nrm: float | None
+    norm: float
+    position: int | None = None
+    token: str | None = None
+    warning: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_nla_paths() -> tuple[Path, Path]:
+    from nla_audit.paths import default_nla_dir
+
+    root = default_nla_dir()
+    if root is None:
+        raise ModelLoadError("no default NLA is installed yet",
+                             fix="pass --av/--ar checkpoint folders, or train one: nla-audit train pipeline --run-dir runs/nla")
+    return root / "av", root / "ar"
+
+
+class NLA:
+    def __init__(self, av: ActivationVerbalizer, ar: ActivationReconstructor, target: Any = None) -> None:
+        if av.meta.d_model != ar.meta.d_model:
+            raise InputError(f"AV d_model {av.meta.d_model} != AR d_model {ar.meta.d_model}",
+                             fix="pass an AV and an AR trained for the same model")
+        self.av, self.ar, self._target = av, ar, target
+
+    @classmethod
+    def load(cls, av: str | Path | None = None, ar: str | Path | None = None, dtype: str = "auto",
+             device: str | None = None) -> NLA:
+        if av is None or ar is None:
+            dav, dar = default_nla_paths()
+            av, ar = av or dav, ar or dar
+        return cls(ActivationVerbalizer.from_pretrained(av, dtype, device), ActivationReconstructor.from_pretrained(ar, dtype, device))
+
+    @property
+    def layer(self) -> int:
+        return int(self.ar.meta.layer_index)
+
+    @property
+    def target(self):
+        """The untouched target model (the AV's base), loaded on first use."""
+        if self._target is None:
+            from nla_audit.models import load_target
+
+            base = (self.av.meta.adapter or {}).get("base") or self.av.meta.base_checkpoint
+            self._target = load_target(base, device=str(self.av.device))
+        return self._target
+
+    # ------------------------------------------------------------------------------------------------
+    def explain_vectors(self, vectors: Any, max_new_tokens: int = 150, temperature: float = 0.0,
+                        batch_size: int = 16, seed: int | None = None) -> list[ExplainedActivation]:
+        v = validate_vectors(vectors, self.av.d_model)
+        expl = self.av.explain(v, max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size, seed=seed)
+        pred = self.ar.reconstruct([e.text for e in expl], batch_size=max(batch_size, 16))
+        mse = mse_nrm(pred, v, self.ar.meta.mse_scale)
+        cos = cosine(pred, v)
+        base = self.ar.meta.fve_baseline()
+        fve = fve_nrm(mse, base) if base is not None else None
+        return [ExplainedActivation(explanation=e.text, ok=e.ok, truncated=e.truncated, mse_nrm=float(mse[i]),
+                                    cos=float(cos[i]), fve_nrm=None if fve is None else float(fve[i]),
+                                    norm=float(v[i].norm()), warning=e.warning) for i, e in enumerate(expl)]
+
+    def document_activations(self, doc: Document, max_length: int = 2048) -> tuple[list[int], torch.Tensor]:
+        from nla_audit.extract import text_activations
+
+        ids = tokenize_document(doc, self.target.tokenizer, max_length)
+        if len(ids) < 2:
+            raise InputError(f"document {doc.id} has {len(ids)} token(s)", expected="at least 2 tokens (position 0 is never explained)")
+        return ids, text_activations(self.target, self.layer, ids)
+
+    def explain_document(self, doc: Document, positions: str | list[int] = "all", **sampling: Any) -> list[ExplainedActivation]:
+        ids, acts = self.document_activations(doc)
+        pos = resolve_positions(positions, len(ids))
+        rows = self.explain_vectors(acts[pos], **sampling)
+        tok = self.target.tokenizer
+        return [ExplainedActivation(**{**r.to_dict(), "position": p, "token": tok.decode([ids[p]])})
+                for p, r in zip(pos, rows)]
+
+
+def resolve_positions(spec: str | list[int], n_tokens: int) -> list[int]:
+    """'all' (every position but the attention sink 0), 'last', or explicit indices (negative from the end)."""
+    if spec == "all":
+        return list(range(1, n_tokens))
+    if spec == "last":
+        return [n_tokens - 1]
+    if isinstance(spec, str):
+        try:
+            spec = [int(x) for x in spec.split(",") if x.strip()]
+        except ValueError:
+            raise InputError(f"--positions {spec!r} is not understood", expected="all, last, or i,j,k") from None
+    out = []
+    for p in spec:
+        q = p + n_tokens if p < 0 else p
+        if not 0 <= q < n_tokens:
+            raise InputError(f"position {p} is out of range for {n_tokens} tokens", expected=f"-{n_tokens} <= i < {n_tokens}")
+        out.append(q)
+    return out

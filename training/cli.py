@@ -1,0 +1,80 @@
+"""``nla-audit datagen`` and ``nla-audit train {ar-sft,av-sft,rl}`` (registered via the entry point).
+
+Config precedence: YAML file (``--config``) < ``key=value`` overrides (``--set``) < explicit flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("datagen", help="build AV-SFT / AR-SFT / RL parquets from an extracted activation dataset")
+    p.add_argument("--data", required=True, help="base activation parquet (from `nla-audit extract`)")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--teacher", default="offline", choices=["offline", "anthropic"])
+    p.add_argument("--teacher-model", default="claude-haiku-4-5")
+    p.add_argument("--max-rows", type=int, default=None, help="cap rows per SFT split")
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=run_datagen)
+
+    t = sub.add_parser("train", help="train an NLA: ar-sft, av-sft, rl")
+    tsub = t.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    pl = tsub.add_parser("pipeline", help="extract → datagen → AR SFT → AV SFT → RL, resumable end to end")
+    pl.add_argument("--config", default=None)
+    pl.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    pl.add_argument("--run-dir", default=None)
+    pl.add_argument("--quiet", action="store_true")
+    pl.set_defaults(func=run_pipeline)
+    for stage in ("ar-sft", "av-sft", "rl"):
+        s = tsub.add_parser(stage)
+        s.add_argument("--config", default=None, help="YAML config (keys of the stage's config dataclass)")
+        s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
+        s.add_argument("--data", default=None)
+        s.add_argument("--run-dir", default=None)
+        s.add_argument("--steps", type=int, default=None)
+        s.add_argument("--resume", action="store_true", help="continue from the run dir's last checkpoint")
+        s.add_argument("--quiet", action="store_true")
+        s.set_defaults(func=run_train)
+
+
+def run_datagen(args) -> int:
+    from nla_audit.training.datagen import DatagenConfig, run_datagen as go
+
+    counts = go(DatagenConfig(data=args.data, out_dir=args.out_dir, teacher=args.teacher,
+                              teacher_model=args.teacher_model, seed=args.seed, max_rows=args.max_rows))
+    for k, v in counts.items():
+        print(f"{k}: {v} rows → {Path(args.out_dir) / (k + '.parquet')}")
+    return 0
+
+
+def run_pipeline(args) -> int:
+    from nla_audit.training.config import load_config
+    from nla_audit.training.pipeline import PipelineConfig, run_pipeline as go
+
+    overrides = list(args.set) + ([f"run_dir={args.run_dir}"] if args.run_dir else [])
+    out = go(load_config(PipelineConfig, args.config, overrides), progress=not args.quiet)
+    for k, v in out.items():
+        print(f"{k.upper()}: {v}")
+    return 0
+
+
+def run_train(args) -> int:
+    from nla_audit.training.config import load_config
+
+    overrides = list(args.set)
+    for key in ("data", "run_dir", "steps"):
+        if getattr(args, key) is not None:
+            overrides.append(f"{key}={getattr(args, key)}")
+    if args.stage in ("ar-sft", "av-sft"):
+        from nla_audit.training.sft import SFTConfig, train_ar_sft, train_av_sft
+
+        cfg = load_config(SFTConfig, args.config, overrides)
+        out = (train_ar_sft if args.stage == "ar-sft" else train_av_sft)(cfg, resume=args.resume, progress=not args.quiet)
+    else:
+        from nla_audit.training.grpo import GRPOConfig, train_rl
+
+        cfg = load_config(GRPOConfig, args.config, overrides)
+        out = train_rl(cfg, resume=args.resume, progress=not args.quiet)
+    print(f"exported checkpoint: {out}")
+    return 0

@@ -1,0 +1,162 @@
+"""``nla-audit datagen``: activation dataset → AV-SFT, AR-SFT and RL parquets (reference schema, §5.4).
+
+Input is a base activation parquet from ``nla-audit extract``. It is split by document (``nla_audit.split``;
+existing split files next to it are reused), the two SFT splits get teacher explanations, and the three
+training files are written with sidecars carrying the tokens block and both prompt templates. The ``test``
+split is never touched by training: it is the held-out set of ``benchmarks/fve.py``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nla_audit.errors import InputError
+from nla_audit.sidecar import AR_TEMPLATE, AV_TEMPLATE, INJECT_PLACEHOLDER, read_dataset_sidecar, write_dataset_sidecar
+from nla_audit.split import DEFAULT_FRACTIONS, split_dataset
+from nla_audit.vectors import read_vectors
+
+PROVENANCE = ["doc_id", "n_raw_tokens", "detokenized_text_truncated", "activation_layer"]
+
+
+@dataclass(frozen=True)
+class DatagenConfig:
+    data: str
+    out_dir: str
+    teacher: str = "offline"  # offline | anthropic
+    teacher_model: str = "claude-haiku-4-5"
+    seed: int = 42
+    max_rows: int | None = None  # per SFT split; None = all
+    dtype: str = "bfloat16"
+
+
+def split_paths(data: Path, seed: int) -> dict[str, Path]:
+    paths = {name: data.with_name(f"{data.stem}.{name}.parquet") for name in DEFAULT_FRACTIONS}
+    if not all(p.exists() for p in paths.values()):
+        split_dataset(data, data.parent, dict(DEFAULT_FRACTIONS), seed)
+    return paths
+
+
+def _rows(path: Path, max_rows: int | None) -> tuple[np.ndarray, dict[str, list]]:
+    vecs, cols = read_vectors(path, PROVENANCE)
+    if max_rows is not None and len(vecs) > max_rows:
+        vecs, cols = vecs[:max_rows], {k: v[:max_rows] for k, v in cols.items()}
+    return vecs, cols
+
+
+def offline_explanations(meta: dict, needed: dict[str, set[int]], dtype: str) -> dict[tuple[str, int], str]:
+    """Re-read the corpus named in the sidecar, so the teacher sees exactly the extracted token ids."""
+    from nla_audit.corpus import iter_documents, tokenize_document
+    from nla_audit.models import load_target
+    from nla_audit.progress import RateProgress
+
+    from nla_audit.training.teacher import OfflineTeacher
+
+    ext = meta["extraction"]
+    target = load_target(ext.get("model_path") or ext["base_model"], dtype=dtype)
+    teacher = OfflineTeacher(target)
+    out: dict[tuple[str, int], str] = {}
+    pending: list[tuple[str, list[int], list[int]]] = []
+
+    def flush() -> None:
+        results = teacher.explain_documents([(ids, pos) for _, ids, pos in pending])
+        for (doc_id, _ids, pos), expls in zip(pending, results):
+            for p, e in zip(pos, expls):
+                out[(doc_id, p + 1)] = e
+        pending.clear()
+
+    with RateProgress("teacher", total=len(needed)) as bar:
+        for doc in iter_documents(ext["corpus"]):
+            if doc.id not in needed:
+                continue
+            ids = tokenize_document(doc, target.tokenizer, int(ext.get("max_length", 1024)))
+            pos = sorted(n - 1 for n in needed[doc.id] if n - 1 < len(ids))
+            if pos:
+                pending.append((doc.id, ids, pos))
+            if len(pending) >= teacher.batch_size:
+                bar.advance(len(pending), sum(max(p) for _, _, p in pending))
+                flush()
+        if pending:
+            bar.advance(len(pending))
+            flush()
+    return out
+
+
+def _explanations(cfg: DatagenConfig, meta: dict, splits: dict[str, tuple[np.ndarray, dict]]) -> dict:
+    keys = [(d, n) for _, cols in splits.values() for d, n in zip(cols["doc_id"], cols["n_raw_tokens"])]
+    if cfg.teacher == "offline":
+        needed: dict[str, set[int]] = defaultdict(set)
+        for d, n in keys:
+            needed[d].add(int(n))
+        return offline_explanations(meta, needed, cfg.dtype)
+    if cfg.teacher == "anthropic":
+        from nla_audit.training.teacher import AnthropicTeacher
+
+        teacher = AnthropicTeacher(cfg.teacher_model)
+        texts = [t for _, cols in splits.values() for t in cols["detokenized_text_truncated"]]
+        return dict(zip(keys, teacher.explain_texts(texts)))
+    raise InputError(f"unknown teacher {cfg.teacher!r}", expected="offline or anthropic")
+
+
+def _write(path: Path, vecs: np.ndarray, cols: dict, extra: dict[str, tuple[Any, list]]) -> None:
+    import pyarrow as pa
+
+    from nla_audit.atomic import atomic_path
+    from nla_audit.vectors import VectorWriter
+
+    with atomic_path(path, ".parquet") as tmp:
+        w = VectorWriter(tmp, vecs.shape[1], {k: t for k, (t, _) in extra.items()})
+        w.write({"activation_vector": vecs, **cols, **{k: v for k, (_, v) in extra.items()}})
+        w.close()
+    del pa
+
+
+def run_datagen(cfg: DatagenConfig) -> dict[str, int]:
+    import pyarrow as pa
+
+    from nla_audit.injection import build_token_meta
+    from nla_audit.models import load_tokenizer, resolve_model_path
+
+    data = Path(cfg.data)
+    meta = read_dataset_sidecar(data)
+    paths = split_paths(data, cfg.seed)
+    sft = {name: _rows(paths[name], cfg.max_rows) for name in ("av_sft", "ar_sft")}
+    expl = _explanations(cfg, meta, sft)
+    tok = load_tokenizer(resolve_model_path(meta["extraction"].get("model_path") or meta["extraction"]["base_model"]))
+    tokens = build_token_meta(tok)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    av_prompt = [{"role": "user", "content": AV_TEMPLATE.replace("{injection_char}", INJECT_PLACEHOLDER)}]
+    prompt_type = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    counts = {}
+    base = {k: v for k, v in meta.items() if k not in ("kind", "schema_version", "created_at", "split", "row_count")}
+    for stage in ("av_sft", "ar_sft", "rl"):
+        vecs, cols = sft[stage] if stage in sft else _rows(paths[stage], None)
+        if stage in sft:
+            texts = [expl.get((d, int(n))) for d, n in zip(cols["doc_id"], cols["n_raw_tokens"])]
+            keep = np.array([t is not None for t in texts])
+            vecs, texts = vecs[keep], [t for t in texts if t is not None]
+            cols = {k: [x for x, m in zip(v, keep) if m] for k, v in cols.items()}
+        if stage == "av_sft":
+            extra = {"prompt": (prompt_type, [av_prompt] * len(vecs)),
+                     "response": (pa.string(), [f"<explanation>\n{t}\n</explanation>" for t in texts])}
+        elif stage == "ar_sft":
+            extra = {"prompt": (pa.string(), [AR_TEMPLATE.replace("{explanation}", t) for t in texts]),
+                     "explanation": (pa.string(), texts)}
+        else:
+            extra = {"prompt": (prompt_type, [av_prompt] * len(vecs))}
+        out = out_dir / f"{stage}.parquet"
+        _write(out, vecs, cols, extra)
+        side = dict(base, dataset_id=f"{stage}_{meta.get('dataset_id', data.stem)}", stage=stage, row_count=len(vecs),
+                    tokens=tokens.to_dict() if stage != "ar_sft" else tokens.to_dict(),
+                    prompt_templates={"actor": AV_TEMPLATE, "critic": AR_TEMPLATE},
+                    parent_datasets=[str(paths[stage])], created_by="nla_audit.training.datagen")
+        if stage in sft:
+            side["api_summaries"] = {"teacher": cfg.teacher, "model": cfg.teacher_model if cfg.teacher == "anthropic" else None}
+        write_dataset_sidecar(out, side)
+        counts[stage] = len(vecs)
+    return counts

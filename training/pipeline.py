@@ -1,0 +1,82 @@
+"""The whole recipe in one resumable command: extract → split + datagen → AR SFT → AV SFT → GRPO.
+
+Every stage is skipped when its output exists and resumed from its last checkpoint when it was interrupted,
+so ``nla-audit train pipeline --run-dir D`` can be re-run after any stop (nohup it for long runs).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    run_dir: str
+    model: str = "default"
+    corpus: str = "default"
+    layer: int | None = None
+    min_position: int = 10
+    positions_per_doc: int = 10
+    max_docs: int | None = None
+    teacher: str = "offline"
+    ar_steps: int = 400
+    av_steps: int = 400
+    rl_steps: int = 0
+    ar_batch_size: int = 16
+    av_batch_size: int = 8
+
+
+def _say(msg: str) -> None:
+    print(f"[pipeline] {msg}", file=sys.stderr, flush=True)
+
+
+def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
+    from nla_audit.extract import ExtractConfig, extract_activations
+
+    from nla_audit.training.datagen import DatagenConfig, run_datagen
+    from nla_audit.training.sft import SFTConfig, train_ar_sft, train_av_sft
+
+    root = Path(cfg.run_dir)
+    data = root / "data"
+    base = data / "base.parquet"
+    if not base.exists():
+        _say(f"extract → {base}")
+        extract_activations(ExtractConfig(out=str(base), model=cfg.model, corpus=cfg.corpus, layer=cfg.layer,
+                                          positions_per_doc=cfg.positions_per_doc, min_position=cfg.min_position,
+                                          max_docs=cfg.max_docs, batch_size=16), progress=progress)
+    if not (data / "rl.parquet").exists():
+        _say("split + datagen")
+        run_datagen(DatagenConfig(data=str(base), out_dir=str(data), teacher=cfg.teacher))
+    out: dict[str, Path] = {}
+    for stage, fn, steps, bs, name in (("ar_sft", train_ar_sft, cfg.ar_steps, cfg.ar_batch_size, "ar"),
+                                       ("av_sft", train_av_sft, cfg.av_steps, cfg.av_batch_size, "av")):
+        run_dir = root / stage
+        done = (run_dir / name / "nla_meta.yaml").exists() and _last_step(run_dir) >= steps
+        if not done:
+            resume = (run_dir / "checkpoint" / "state.pt").exists()
+            _say(f"{stage}: {'resume' if resume else 'start'} → {steps} steps")
+            fn(SFTConfig(data=str(data / f"{stage}.parquet"), run_dir=str(run_dir), model=cfg.model, steps=steps,
+                         batch_size=bs), resume=resume, progress=progress)
+        out[name] = run_dir / name
+    if cfg.rl_steps > 0:
+        from nla_audit.training.grpo import GRPOConfig, train_rl
+
+        run_dir = root / "rl"
+        resume = (run_dir / "checkpoint" / "state.pt").exists()
+        _say(f"rl: {'resume' if resume else 'start'} → {cfg.rl_steps} steps")
+        train_rl(GRPOConfig(data=str(data / "rl.parquet"), run_dir=str(run_dir), av=str(out["av"]), ar=str(out["ar"]),
+                            model=cfg.model, steps=cfg.rl_steps), resume=resume, progress=progress)
+        out = {"av": run_dir / "av", "ar": run_dir / "ar"}
+    return out
+
+
+def _last_step(run_dir: Path) -> int:
+    import json
+
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return json.loads(lines[-1])["step"] if lines else 0

@@ -1,0 +1,128 @@
+"""Run directories: resolved config, atomic checkpoints, exact resume, metrics JSONL and a PNG of the curves.
+
+Resume contract: a checkpoint holds the trainable weights, optimizer state, step and RNG states; the data
+order is a pure function of (seed, step), so a run killed at any point and resumed with ``--resume``
+continues from the last checkpoint with no lost or repeated steps, and the metrics file is cut back to it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from nla_audit.atomic import atomic_dir, atomic_write_text
+from nla_audit.errors import ConfigError
+
+CKPT = "checkpoint"
+RESUMABLE_KEYS = frozenset({"steps", "save_every", "eval_every"})
+
+
+class RunDir:
+    def __init__(self, path: str | Path, config: dict, resume: bool) -> None:
+        self.path = Path(path)
+        cfg_path = self.path / "resolved_config.yaml"
+        if resume:
+            if not (self.path / CKPT / "state.pt").exists():
+                raise ConfigError(f"--resume given but {self.path} has no checkpoint", fix="drop --resume to start fresh")
+            saved = yaml.safe_load(cfg_path.read_text())
+            # `steps` may grow on resume (train longer); everything else must match exactly.
+            diff = sorted(k for k in set(saved) | set(config) if k not in RESUMABLE_KEYS and saved.get(k) != config.get(k))
+            if diff:
+                raise ConfigError(f"--resume with a different config (keys {diff})",
+                                  fix="resume with the same config, or use a new run dir")
+        elif (self.path / CKPT).exists():
+            raise ConfigError(f"{self.path} already holds a run", fix="pass --resume to continue it, or choose a new --run-dir")
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cfg_path, yaml.safe_dump(config, sort_keys=False))
+        self.metrics_path = self.path / "metrics.jsonl"
+
+    # ---------------------------------------------------------------------------------------- state
+    def save(self, step: int, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+             trainable_filter, extra: dict | None = None) -> None:
+        state = {
+            "step": step,
+            "modules": {k: {n: t.detach().cpu() for n, t in m.state_dict().items() if trainable_filter(n)}
+                        for k, m in modules.items()},
+            "optim": {k: o.state_dict() for k, o in optimizers.items()},
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "extra": extra or {},
+        }
+        with atomic_dir(self.path / CKPT) as tmp:
+            torch.save(state, tmp / "state.pt")
+
+    def load(self, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer]) -> dict:
+        state = torch.load(self.path / CKPT / "state.pt", weights_only=False)
+        for k, m in modules.items():
+            missing = m.load_state_dict(state["modules"][k], strict=False)
+            assert not missing.unexpected_keys, missing.unexpected_keys
+        for k, o in optimizers.items():
+            o.load_state_dict(state["optim"][k])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        self.truncate_metrics(state["step"])
+        return state
+
+    # ---------------------------------------------------------------------------------------- metrics
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def truncate_metrics(self, step: int) -> None:
+        if not self.metrics_path.exists():
+            return
+        keep = [line for line in self.metrics_path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        atomic_write_text(self.metrics_path, "".join(line + "\n" for line in keep))
+
+    def records(self) -> list[dict]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def plot(self, keys: tuple[str, ...] = ("loss", "fve_nrm", "reward", "eval_fve_nrm")) -> Path | None:
+        """PNG of every logged key present, one panel each, against step."""
+        recs = self.records()
+        present = [k for k in keys if any(k in r for r in recs)]
+        if not present:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.2), squeeze=False)
+        for ax, k in zip(axes[0], present):
+            pts = [(r["step"], r[k]) for r in recs if k in r and r[k] is not None]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1)
+            ax.set_title(k)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        out = self.path / "curves.png"
+        fig.savefig(out, dpi=90)
+        plt.close(fig)
+        return out
+
+
+def data_order(n: int, seed: int, step: int, batch_size: int) -> np.ndarray:
+    """Row indices for ``step``: epoch-wise permutations seeded by (seed, epoch) — a pure function of step."""
+    start = step * batch_size
+    idx = []
+    while len(idx) < batch_size:
+        epoch, offset = divmod(start + len(idx), n)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        take = min(batch_size - len(idx), n - offset)
+        idx.extend(perm[offset:offset + take].tolist())
+    return np.array(idx)
+
+
+def lr_at(step: int, base_lr: float, warmup: int) -> float:
+    """Linear warm-up then constant (the official FSDP path effectively ran at constant LR)."""
+    return base_lr * min(1.0, (step + 1) / max(1, warmup))
