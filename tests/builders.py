@@ -1,0 +1,66 @@
+"""Builders for tiny objects used across tests (style.md: builder functions, not fixtures everywhere)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+
+def smollm2_tokenizer_dir() -> Path:
+    """The real SmolLM2 tokenizer, from the converted embedded model (converted once per machine)."""
+    from nla_audit.embedded import ensure_embedded_model
+
+    return ensure_embedded_model()
+
+
+def build_tiny_model_dir(out: Path, seed: int = 0) -> Path:
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir())
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                      max_position_embeddings=1024)
+    model = LlamaForCausalLM(cfg)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+LOREM = ("The old lighthouse keeper climbed the spiral stairs every evening, counting each step aloud while the "
+         "wind rattled the windows. Ships passed in the distance, their lights blinking like slow stars, and he "
+         "wrote their names in a worn leather book that his father had given him many years before. ")
+
+
+def text_corpus(path: Path, n_docs: int = 6, reps: int = 2) -> Path:
+    return write_jsonl(path, [{"id": f"doc{i}", "text": f"Document {i}. " + LOREM * reps} for i in range(n_docs)])
+
+
+def build_tiny_nla(model_dir: Path, out: Path, layer: int = 2, injection_scale: float = 4.0,
+                   rank: int = 4) -> tuple[Path, Path]:
+    """An untrained AV/AR pair in nla_audit's adapter format over the tiny model (random LoRA B so it differs)."""
+    from nla_audit.injection import build_token_meta
+    from nla_audit.metrics import baselines
+    from nla_audit.models import load_tokenizer
+
+    from nla_audit.training.nla_models import build_ar, build_av, export_ar, export_av
+
+    tok = load_tokenizer(str(model_dir))
+    tokens = build_token_meta(tok)
+    lm, _ = build_av(str(model_dir), rank, 8.0)
+    for n, p in lm.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.02)
+    av = export_av(lm, out / "av", str(model_dir), 64, tokens, injection_scale, "sl", [], {})
+    lm_ar, _inner, head, _ = build_ar(str(model_dir), layer, rank, 8.0)
+    base = baselines(torch.randn(64, 64), 8.0)
+    ar = export_ar(lm_ar, head, out / "ar", str(model_dir), layer, tokens, base, "sl", [], {})
+    return av, ar

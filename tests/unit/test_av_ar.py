@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nla_audit.ar import ActivationReconstructor, last_token_index
+from nla_audit.av import ActivationVerbalizer, foreign_script_fraction, parse_explanation, validate_vectors
+from nla_audit.errors import InputError, SidecarError
+from nla_audit.nla import NLA, resolve_positions
+from tests.builders import build_tiny_nla
+
+
+@pytest.fixture(scope="module")
+def tiny_nla(tiny_model_dir, tmp_path_factory):
+    return build_tiny_nla(tiny_model_dir, tmp_path_factory.mktemp("nla"))
+
+
+def test_parse_explanation():
+    assert parse_explanation("x <explanation>\n a b \n</explanation> y <explanation>z</explanation>") == ("a b", True)
+    assert parse_explanation("no tags here ") == ("no tags here", False)
+    assert foreign_script_fraction("你好世界 hello") > 0.3 > foreign_script_fraction("hello world")
+
+
+def test_validate_vectors():
+    with pytest.raises(InputError, match=r"\[n, 64\]"):
+        validate_vectors(torch.ones(2, 3), 64)
+    with pytest.raises(InputError, match="NaN"):
+        validate_vectors(torch.tensor([[1.0, float("nan")]]), 2)
+    with pytest.raises(InputError, match="zero norm"):
+        validate_vectors(torch.zeros(1, 2), 2)
+    assert validate_vectors(torch.ones(2), 2).shape == (1, 2)
+
+
+def test_batched_explain_equals_per_vector_greedy(tiny_nla):
+    av = ActivationVerbalizer.from_pretrained(tiny_nla[0])
+    v = torch.randn(3, 64)
+    batched = av.explain(v, max_new_tokens=8, batch_size=3)
+    single = [av.explain(v[i], max_new_tokens=8)[0] for i in range(3)]
+    assert [e.raw for e in batched] == [e.raw for e in single]
+    assert all(not e.ok and e.truncated and e.n_tokens == 8 for e in batched)  # untrained: no tags, flagged
+
+
+def test_ar_identity_head_predicts_block_output(tiny_nla, tiny_model_dir):
+    """At init (identity head, zero LoRA B) the AR's prediction is block K's output at the last token."""
+    from nla_audit.models import load_target
+    from nla_audit.training.nla_models import as_reconstructor, build_ar
+
+    lm, inner, head, tok = build_ar(str(tiny_model_dir), 2, 4, 8.0)
+    ar = as_reconstructor(inner, head, tok, 2, 64)
+    text = "a cat sat"
+    pred = ar.reconstruct([text])
+    target = load_target(str(tiny_model_dir))
+    ids = tok(ar.prompt(text), add_special_tokens=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        hs = target.model(ids, output_hidden_states=True).hidden_states[3][0, -1]
+    torch.testing.assert_close(pred[0], hs, atol=1e-4, rtol=1e-4)
+
+
+def test_ar_loads_and_scores(tiny_nla):
+    ar = ActivationReconstructor.from_pretrained(tiny_nla[1])
+    assert len(ar.backbone.layers) == 3  # K + 1 blocks
+    gold = torch.randn(2, 64)
+    s = ar.score(["one explanation", "another, longer explanation text"], gold)
+    assert s["mse_nrm"].shape == (2,) and "fve_nrm" in s
+    # padded batch equals one-by-one (right padding, last real token)
+    both = ar.reconstruct(["short", "a much longer explanation here"])
+    one = torch.cat([ar.reconstruct(["short"]), ar.reconstruct(["a much longer explanation here"])])
+    torch.testing.assert_close(both, one, atol=1e-4, rtol=1e-4)
+
+
+def test_last_token_index_either_side():
+    assert last_token_index(torch.tensor([[1, 1, 0], [0, 1, 1]])).tolist() == [1, 2]
+
+
+def test_missing_value_head_and_wrong_role(tiny_nla):
+    (tiny_nla[1] / "value_head.safetensors").rename(tiny_nla[1] / "vh.bak")
+    try:
+        with pytest.raises(SidecarError, match="value_head"):
+            ActivationReconstructor.from_pretrained(tiny_nla[1])
+    finally:
+        (tiny_nla[1] / "vh.bak").rename(tiny_nla[1] / "value_head.safetensors")
+    with pytest.raises(SidecarError, match="AV sidecar"):
+        ActivationReconstructor.from_pretrained(tiny_nla[0])
+
+
+def test_nla_explains_document_positions(tiny_nla, tiny_target):
+    from nla_audit.corpus import Document
+
+    nla = NLA.load(*tiny_nla)
+    nla._target = tiny_target
+    rows = nla.explain_document(Document(id="t", text="one two three four"), "last", max_new_tokens=4)
+    assert len(rows) == 1 and rows[0].position == 3 and rows[0].fve_nrm is not None
+    with pytest.raises(InputError, match="out of range"):
+        resolve_positions([9], 4)
+    assert resolve_positions("1,-1", 4) == [1, 3] and resolve_positions("all", 3) == [1, 2]

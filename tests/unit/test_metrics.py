@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nla_audit.metrics import baselines, cosine, fve_nrm, mse_nrm, normalize
+
+
+def test_mse_nrm_is_two_one_minus_cos_at_sqrt_d():
+    a, b = torch.randn(10, 32), torch.randn(10, 32)
+    torch.testing.assert_close(mse_nrm(a, b, math.sqrt(32)), 2 * (1 - cosine(a, b)), atol=1e-5, rtol=1e-5)
+
+
+def test_mse_ignores_magnitude_and_orthogonal_scores_two():
+    a = torch.tensor([[1.0, 0.0]])
+    assert mse_nrm(a * 100, a, math.sqrt(2)).item() < 1e-9
+    assert abs(mse_nrm(a, torch.tensor([[0.0, 3.0]]), math.sqrt(2)).item() - 2.0) < 1e-6
+
+
+def test_baselines_and_fve():
+    v = torch.randn(500, 16) + 3.0
+    b = baselines(v, 4.0)
+    n = normalize(v, 4.0)
+    expected = 1 - (n.mean(0) ** 2).sum().item() / 16
+    assert abs(b["baseline_rawvar"] - expected) < 1e-4
+    assert b["baseline_mean_direction"] >= b["baseline_rawvar"] - 1e-6
+    # predicting the mean direction scores B_mn; fve of a perfect prediction is 1
+    assert abs(mse_nrm(b["mean_direction"].expand_as(v), v, 4.0).mean().item() - b["baseline_mean_direction"]) < 1e-4
+    assert fve_nrm(torch.tensor(0.0), b["baseline_rawvar"]).item() == 1.0
