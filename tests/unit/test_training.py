@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from nla_audit.errors import ConfigError
+from nla_audit.training.config import load_config
+from nla_audit.training.grpo import (GRPOConfig, clipped_surrogate, group_advantages, k3_kl, rollout_rewards)
+from nla_audit.training.run import data_order
+from nla_audit.training.sft import SFTConfig, av_batch, response_nll
+
+
+def test_group_advantages_are_zero_mean_per_group():
+    r = torch.tensor([1.0, 2.0, 3.0, 4.0, -2.0, -2.0, -1.0, 0.5])
+    adv = group_advantages(r, 4).view(2, 4)
+    assert torch.allclose(adv.mean(1), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(group_advantages(torch.full((4,), -2.0), 4), torch.zeros(4))  # all failed → no signal
+
+
+def test_failure_reward_for_untagged_truncated_and_too_long():
+    mse = torch.tensor([0.5, 0.5, 0.5, 0.5])
+    r, done = rollout_rewards(["a", "b", "c", "d"], [True, False, True, True], [False, False, True, False],
+                              [False, False, False, True], mse)
+    assert r.tolist() == [-0.5, -2.0, -2.0, -2.0] and done.tolist() == [True, False, False, False]
+
+
+def test_surrogate_and_kl():
+    logp = torch.tensor([0.0, 0.0])
+    assert torch.allclose(clipped_surrogate(logp, logp, torch.tensor([1.0, -1.0]), 0.2), torch.tensor([-1.0, 1.0]))
+    big = clipped_surrogate(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([1.0]), 0.2)
+    assert math.isclose(big.item(), -1.2, rel_tol=1e-6)  # clipped at 1 + eps for positive advantages
+    assert k3_kl(torch.tensor([0.3]), torch.tensor([0.3])).item() == 0.0
+    assert k3_kl(torch.tensor([0.1]), torch.tensor([-0.5])).item() > 0
+
+
+def test_data_order_is_a_function_of_step():
+    a = [data_order(10, 3, s, 4).tolist() for s in range(5)]
+    assert a == [data_order(10, 3, s, 4).tolist() for s in range(5)]
+    flat = sum(a[:2], []) + a[2][:2]
+    assert sorted(flat) == list(range(10))  # first epoch covers every row once
+
+
+def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(SFTConfig, None, ["data=x", "run_dir=y", "learning_rate=1"])
+    with pytest.raises(ConfigError, match="lr"):
+        load_config(SFTConfig, None, ["data=x", "run_dir=y", "lr=5"])
+    with pytest.raises(ConfigError, match="group_size"):
+        load_config(GRPOConfig, None, ["data=x", "run_dir=y", "av=a", "ar=b", "group_size=1"])
+    p = tmp_path / "c.yaml"
+    p.write_text("data: d\nrun_dir: r\nsteps: 7\n")
+    assert load_config(SFTConfig, p, ["steps=9"]).steps == 9
+
+
+def _ar_step_loss(tiny_model_dir, texts, gold, steps):
+    from nla_audit.metrics import mse_nrm
+    from nla_audit.training.nla_models import as_reconstructor, build_ar
+
+    lm, inner, head, tok = build_ar(str(tiny_model_dir), 2, 4, 8.0)
+    ar = as_reconstructor(inner, head, tok, 2, 64)
+    params = [p for p in lm.parameters() if p.requires_grad] + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    ids, mask = ar.encode(texts)
+    losses = []
+    for _ in range(steps):
+        loss = mse_nrm(ar(ids, mask), gold, 8.0).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_ar_sft_step_lowers_loss(tiny_model_dir):
+    gold = torch.randn(4, 64)
+    losses = _ar_step_loss(tiny_model_dir, ["alpha beta", "gamma", "delta epsilon zeta", "eta"], gold, 3)
+    assert losses[-1] < losses[0]
+
+
+def test_av_sft_step_lowers_loss_and_reaches_injected_row(tiny_model_dir):
+    from nla_audit.injection import av_prompt_ids, build_token_meta, injecting
+    from nla_audit.training.nla_models import build_av
+
+    lm, tok = build_av(str(tiny_model_dir), 4, 8.0)
+    tokens = build_token_meta(tok)
+    prompt = av_prompt_ids(tok, __import__("nla_audit.sidecar").sidecar.AV_TEMPLATE, tokens.injection_char)
+    ids, attn, lab = av_batch(tok, prompt, ["<explanation>\nfoo bar\n</explanation>"] * 2, 256, tok.pad_token_id)
+    v = torch.randn(2, 64, requires_grad=True)
+    opt = torch.optim.AdamW([p for p in lm.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(3):
+        with injecting(lm, tokens, v, 4.0):
+            loss = response_nll(lm, ids, attn, lab)
+        opt.zero_grad()
+        v.grad = None
+        loss.backward()
+        assert v.grad is not None and v.grad.abs().sum() > 0
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+def _tiny_ar_data(tiny_model_dir, tmp_path):
+    """A small ar_sft parquet+sidecar made by the real datagen writer from real tiny-model activations."""
+    from nla_audit.extract import ExtractConfig, extract_activations
+    from nla_audit.models import load_target
+    from tests.builders import text_corpus
+
+    target = load_target(str(tiny_model_dir))
+    base = tmp_path / "base.parquet"
+    extract_activations(ExtractConfig(out=str(base), corpus=str(text_corpus(tmp_path / "c.jsonl", 8)), layer=2,
+                                      min_position=5, positions_per_doc=3), target=target, progress=False)
+    return base
+
+
+def test_resume_after_kill_matches_uninterrupted(tiny_model_dir, tmp_path, monkeypatch):
+    """Train 4 steps straight vs 2 steps, 'kill', resume to 4: identical weights and metrics."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nla_audit.sidecar import read_dataset_sidecar, write_dataset_sidecar
+    from nla_audit.training.sft import train_ar_sft
+
+    base = _tiny_ar_data(tiny_model_dir, tmp_path)
+    table = pq.read_table(base)
+    table = table.append_column("explanation", pa.array([f"text {i}" for i in range(table.num_rows)]))
+    data = tmp_path / "ar_sft.parquet"
+    pq.write_table(table, data)
+    meta = read_dataset_sidecar(base)
+    meta.update(stage="ar_sft")
+    write_dataset_sidecar(data, {k: v for k, v in meta.items() if k not in ("kind", "schema_version")})
+    common = dict(data=str(data), model=str(tiny_model_dir), batch_size=4, lora_rank=2, save_every=2, eval_every=2,
+                  warmup_steps=1, base_dtype="float32")
+    train_ar_sft(SFTConfig(run_dir=str(tmp_path / "a"), steps=4, **common), progress=False)
+    train_ar_sft(SFTConfig(run_dir=str(tmp_path / "b"), steps=2, **common), progress=False)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train_ar_sft(SFTConfig(run_dir=str(tmp_path / "b"), steps=4, **common), progress=False)
+    train_ar_sft(SFTConfig(run_dir=str(tmp_path / "b"), steps=4, **common), resume=True, progress=False)
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "a" / "ar" / "adapter.safetensors"))
+    b = load_file(str(tmp_path / "b" / "ar" / "adapter.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    la = [json.loads(x)["loss"] for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    lb = [json.loads(x)["loss"] for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert la == lb and len(la) == 4
+    assert (tmp_path / "a" / "curves.png").exists()
+
+
+def test_grpo_steps_run_and_resume(tiny_model_dir, tmp_path):
+    from nla_audit.sidecar import read_dataset_sidecar, write_dataset_sidecar
+    from nla_audit.training.grpo import train_rl
+    from tests.builders import build_tiny_nla
+
+    base = _tiny_ar_data(tiny_model_dir, tmp_path)
+    av, ar = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2)
+    meta = read_dataset_sidecar(base)
+    write_dataset_sidecar(base, {**{k: v for k, v in meta.items() if k not in ("kind", "schema_version")}, "stage": "rl"})
+    cfg = dict(data=str(base), av=str(av), ar=str(ar), model=str(tiny_model_dir), prompts_per_step=2, group_size=2,
+               max_new_tokens=6, save_every=1, base_dtype="float32")
+    train_rl(GRPOConfig(run_dir=str(tmp_path / "rl"), steps=1, **cfg), progress=False)
+    train_rl(GRPOConfig(run_dir=str(tmp_path / "rl"), steps=2, **cfg), resume=True, progress=False)
+    recs = [json.loads(x) for x in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == [1, 2]
+    assert all(r["failed_rate"] == 1.0 and r["reward"] == -2.0 for r in recs)  # untrained: truncated → failure reward
+    assert (tmp_path / "rl" / "av" / "nla_meta.yaml").exists() and (tmp_path / "rl" / "ar" / "value_head.safetensors").exists()

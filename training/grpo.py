@@ -1,0 +1,272 @@
+"""GRPO for the AV with a live AR (official_nla.md §4.4), in one process.
+
+Each step: take ``prompts_per_step`` activations; the AV samples ``group_size`` explanations for each at
+temperature 1 with the vector injected; the *current* AR scores every completed sample (reward
+``−mse_nrm``); samples without ``<explanation>`` tags, cut by the length cap, or too long for the AR get the
+fixed failure reward −2.0; advantages are normalised within each group; the AV takes one PPO-clipped
+policy-gradient step with a KL penalty to the SFT AV; then the AR takes one supervised step on the AV's own
+completed explanations, so rewards always come from a live AR that the AV cannot exploit by standing still.
+
+Departures from the reference, on purpose:
+* one process, HF ``generate`` for rollouts, no Ray/Miles/SGLang;
+* LoRA adapters on both AV and AR (the reference fine-tunes all weights);
+* one optimisation pass per rollout batch, so the importance ratio is 1 at the update (the clipped
+  surrogate is kept in the code path and is exact for ``ppo_epochs > 1``);
+* KL uses the k3 estimator ``exp(r) − r − 1`` with ``r = log π_ref − log π`` (non-negative, low variance)
+  instead of Miles' k1; the reference policy is the SFT AV, evaluated by swapping its LoRA factors in;
+* small groups and batches (CPU); LR warm-up then constant.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nla_audit.av import parse_explanation
+from nla_audit.injection import av_prompt_ids, injecting
+from nla_audit.metrics import FAILED_REWARD, mse_nrm
+from nla_audit.models import resolve_dtype
+from nla_audit.progress import RateProgress
+from nla_audit.sidecar import read_dataset_sidecar, read_model_sidecar
+from nla_audit.vectors import read_vectors
+
+from nla_audit.training.run import RunDir, data_order, lr_at
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    data: str
+    run_dir: str
+    av: str
+    ar: str
+    model: str = "default"
+    steps: int = 100
+    prompts_per_step: int = 4
+    group_size: int = 4
+    max_new_tokens: int = 96
+    temperature: float = 1.0
+    av_lr: float = 5e-5
+    ar_lr: float = 1e-4
+    head_lr: float = 3e-4
+    kl_coef: float = 0.01
+    clip_eps: float = 0.2
+    ppo_epochs: int = 1
+    warmup_steps: int = 5
+    grad_clip: float = 1.0
+    ar_max_length: int = 300
+    seed: int = 0
+    save_every: int = 10
+    eval_every: int = 50
+    base_dtype: str = "bfloat16"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        from nla_audit.errors import ConfigError
+
+        if self.group_size < 2:
+            raise ConfigError(f"group_size = {self.group_size}", expected=">= 2 (advantages are relative to the group)")
+        for k in ("steps", "prompts_per_step", "max_new_tokens", "ppo_epochs", "save_every"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"{k} = {getattr(self, k)}", expected="an integer >= 1")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature = {self.temperature}", expected="> 0 (GRPO needs sampled groups)")
+
+
+# ------------------------------------------------------------------------------------------ pure parts
+def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
+    """(r − mean_group) / (std_group + eps), for rewards laid out group after group."""
+    r = rewards.view(-1, group_size)
+    adv = (r - r.mean(dim=1, keepdim=True)) / (r.std(dim=1, keepdim=True, unbiased=False) + eps)
+    return adv.reshape(-1)
+
+
+def rollout_rewards(texts: list[str], ok: list[bool], truncated: list[bool], too_long: list[bool],
+                    mse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reward −mse_nrm for completed samples, FAILED_REWARD (−2) otherwise; also the completed mask."""
+    completed = torch.tensor([o and not t and not L for o, t, L in zip(ok, truncated, too_long)])
+    rewards = torch.where(completed, -mse, torch.full_like(mse, FAILED_REWARD))
+    return rewards, completed
+
+
+def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, eps: float) -> torch.Tensor:
+    ratio = torch.exp(logp - old_logp)
+    return -torch.minimum(ratio * adv, ratio.clamp(1 - eps, 1 + eps) * adv)
+
+
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    r = ref_logp - logp
+    return torch.exp(r) - r - 1
+
+
+# ------------------------------------------------------------------------------------------ model parts
+def token_logprobs(lm: Any, ids: torch.Tensor, attn: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
+    """Log-prob of each label token; [N_label_tokens] in row-major order."""
+    hidden = lm.model(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
+    m = lab[:, 1:].bool()
+    logits = lm.lm_head(hidden[:, :-1][m]).float()
+    return -F.cross_entropy(logits, ids[:, 1:][m], reduction="none")
+
+
+def per_sample_mean(values: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    return torch.stack([c.mean() for c in torch.split(values, counts)])
+
+
+class SwappedLoRA:
+    """Temporarily put the reference (SFT) LoRA factors into the live model, to score π_ref cheaply."""
+
+    def __init__(self, lm: Any) -> None:
+        self.params = {n: p for n, p in lm.named_parameters() if ".lora_" in n}
+        self.ref = {n: p.detach().clone() for n, p in self.params.items()}
+
+    def __enter__(self):
+        self.live = {n: p.data for n, p in self.params.items()}
+        for n, p in self.params.items():
+            p.data = self.ref[n]
+        return self
+
+    def __exit__(self, *exc):
+        for n, p in self.params.items():
+            p.data = self.live[n]
+
+
+def _sequences(tok: Any, prompt: list[int], responses: list[list[int]], pad: int):
+    rows = [prompt + r for r in responses]
+    width = -(-max(len(r) for r in rows) // 16) * 16
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attn, lab = torch.zeros_like(ids), torch.zeros_like(ids)
+    for i, (r, resp) in enumerate(zip(rows, responses)):
+        ids[i, : len(r)], attn[i, : len(r)] = torch.tensor(r), 1
+        lab[i, len(prompt): len(r)] = 1
+    return ids, attn, lab
+
+
+def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Path:
+    from nla_audit.training.config import to_dict
+    from nla_audit.training.nla_models import as_reconstructor, build_ar, build_av, export_ar, export_av
+
+    meta = read_dataset_sidecar(cfg.data)
+    av_meta, ar_meta = read_model_sidecar(cfg.av, "av"), read_model_sidecar(cfg.ar, "ar")
+    layer = int(ar_meta.layer_index)
+    if int(meta["extraction"]["layer_index"]) != layer or int(meta["extraction"]["d_model"]) != ar_meta.d_model:
+        from nla_audit.errors import InputError
+
+        raise InputError("RL data and the AR disagree on layer/d_model", fix="use data extracted at the NLA's layer")
+    vecs, _ = read_vectors(cfg.data)
+    acts = torch.from_numpy(vecs.copy())
+    torch.manual_seed(cfg.seed)
+    dt = resolve_dtype(cfg.base_dtype, cfg.device)
+    lm, tok = build_av(cfg.model, 0, 0, cfg.device, init_from=cfg.av, dtype=dt)
+    ar_lm, inner, head, ar_tok = build_ar(cfg.model, layer, 0, 0, cfg.device, init_from=cfg.ar, dtype=dt)
+    ar = as_reconstructor(inner, head, ar_tok, layer, ar_meta.d_model)
+    tokens, scale = av_meta.tokens, av_meta.injection_scale
+    prompt = av_prompt_ids(tok, av_meta.av_template, tokens.injection_char)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    ref = SwappedLoRA(lm)
+    av_params = list(ref.params.values())
+    ar_lora = [p for n, p in ar_lm.named_parameters() if ".lora_" in n]
+    av_opt = torch.optim.AdamW(av_params, lr=cfg.av_lr, betas=(0.9, 0.95), weight_decay=0.0)
+    ar_opt = torch.optim.AdamW([{"params": ar_lora, "lr": cfg.ar_lr}, {"params": head.parameters(), "lr": cfg.head_lr}],
+                               betas=(0.9, 0.95), weight_decay=0.0)
+    run = RunDir(cfg.run_dir, to_dict(cfg), resume)
+    modules, opts = {"av": lm, "ar": ar_lm, "head": head}, {"av": av_opt, "ar": ar_opt}
+    keep = lambda n: ".lora_" in n or n == "weight"  # noqa: E731
+    step = 0
+    if resume:
+        state = run.load(modules, opts)
+        step = state["step"]
+        for n in ref.ref:
+            ref.ref[n] = state["extra"]["ref"][n]
+    b_rv = ar_meta.fve_baseline() or 1.0
+    t0 = time.perf_counter()
+    with RateProgress("grpo", total=cfg.steps, enabled=progress, unit="steps") as bar:
+        bar.advance(step)
+        while step < cfg.steps:
+            idx = data_order(len(acts), cfg.seed, step, cfg.prompts_per_step)
+            v = acts[idx].repeat_interleave(cfg.group_size, dim=0)
+            for g in av_opt.param_groups:
+                g["lr"] = lr_at(step, cfg.av_lr, cfg.warmup_steps)
+            # ---- rollouts (sampled, vector injected)
+            lm.eval()
+            ids0 = torch.tensor([prompt] * len(v))
+            with torch.no_grad(), injecting(lm, tokens, v, scale):
+                gen = lm.generate(input_ids=ids0, attention_mask=torch.ones_like(ids0), do_sample=True,
+                                  temperature=cfg.temperature, top_p=1.0, top_k=0, max_new_tokens=cfg.max_new_tokens,
+                                  pad_token_id=pad, eos_token_id=tok.eos_token_id)
+            responses, texts, ok, trunc = [], [], [], []
+            for row in gen[:, len(prompt):].tolist():
+                if tok.eos_token_id in row:
+                    row = row[: row.index(tok.eos_token_id) + 1]
+                    trunc.append(False)
+                else:
+                    trunc.append(True)
+                responses.append(row)
+                t, o = parse_explanation(tok.decode(row, skip_special_tokens=True))
+                texts.append(t)
+                ok.append(o)
+            ar_ids, ar_mask = ar.encode(texts)
+            too_long = (ar_mask.sum(1) > cfg.ar_max_length).tolist()
+            with torch.no_grad():
+                mse = mse_nrm(ar(ar_ids, ar_mask), v, ar.meta.mse_scale)
+            rewards, completed = rollout_rewards(texts, ok, trunc, too_long, mse)
+            adv = group_advantages(rewards, cfg.group_size)
+            # ---- policy update
+            ids, attn, lab = _sequences(tok, prompt, responses, pad)
+            counts = lab[:, 1:].sum(1).tolist()
+            with torch.no_grad(), injecting(lm, tokens, v, scale):
+                old_logp = token_logprobs(lm, ids, attn, lab)
+                with ref:
+                    ref_logp = token_logprobs(lm, ids, attn, lab)
+            adv_tok = torch.repeat_interleave(adv, torch.tensor(counts))
+            lm.train()
+            for _ in range(cfg.ppo_epochs):
+                with injecting(lm, tokens, v, scale):
+                    logp = token_logprobs(lm, ids, attn, lab)
+                pg = per_sample_mean(clipped_surrogate(logp, old_logp, adv_tok, cfg.clip_eps), counts).mean()
+                kl = per_sample_mean(k3_kl(logp, ref_logp), counts).mean()
+                loss = pg + cfg.kl_coef * kl
+                av_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(av_params, cfg.grad_clip)
+                av_opt.step()
+            # ---- live AR update on the AV's own completed explanations
+            ar_loss = float("nan")
+            if completed.any():
+                keep_rows = completed.nonzero()[:, 0]
+                pred = ar(ar_ids[keep_rows], ar_mask[keep_rows])
+                ar_l = mse_nrm(pred, v[keep_rows], ar.meta.mse_scale).mean()
+                ar_opt.zero_grad(set_to_none=True)
+                ar_l.backward()
+                torch.nn.utils.clip_grad_norm_(ar_lora + list(head.parameters()), cfg.grad_clip)
+                ar_opt.step()
+                ar_loss = ar_l.item()
+            step += 1
+            comp_mse = mse[completed]
+            rec = {"step": step, "reward": rewards.mean().item(), "loss": loss.item(), "kl": kl.item(),
+                   "failed_rate": 1 - completed.float().mean().item(), "ar_loss": ar_loss,
+                   "fve_nrm": (1 - comp_mse.mean().item() / b_rv) if len(comp_mse) else None,
+                   "mean_len": sum(len(r) for r in responses) / len(responses), "elapsed_s": time.perf_counter() - t0}
+            run.log(rec)
+            bar.advance(1, reward=rec["reward"], fve=rec["fve_nrm"] if rec["fve_nrm"] is not None else math.nan)
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                run.save(step, modules, opts, keep, extra={"ref": ref.ref})
+                _export(cfg, lm, ar_lm, head, av_meta, ar_meta, layer, step)
+                run.plot(("reward", "fve_nrm", "kl", "failed_rate"))
+    return Path(cfg.run_dir) / "av"
+
+
+def _export(cfg, lm, ar_lm, head, av_meta, ar_meta, layer, step) -> None:
+    from nla_audit.training.nla_models import export_ar, export_av
+
+    training = {"loss_type": "policy_loss", "step": step, "lr": cfg.av_lr, "group_size": cfg.group_size}
+    export_av(lm, Path(cfg.run_dir) / "av", cfg.model, av_meta.d_model, av_meta.tokens, av_meta.injection_scale, "rl",
+              [cfg.data], training)
+    base = {"baseline_rawvar": ar_meta.baseline_rawvar, "baseline_mean_direction": ar_meta.baseline_mean_direction,
+            "mean_direction": torch.tensor(ar_meta.mean_direction)}
+    export_ar(ar_lm, head, Path(cfg.run_dir) / "ar", cfg.model, layer, ar_meta.tokens, base, "sl", [cfg.data],
+              {"loss_type": "custom_loss", "step": step, "lr": cfg.ar_lr, "co_trained_with": "rl"})
