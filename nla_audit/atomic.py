@@ -18,6 +18,8 @@ def check_writable(path: str | os.PathLike) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise InputError(f"output path {path} is a directory", expected="a file path", fix="pass a file name")
+    if parent.exists() and not parent.is_dir():
+        raise InputError(f"cannot create output folder {parent}: a file is in the way", fix="choose another output path")
     if not parent.exists():
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -38,10 +40,17 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

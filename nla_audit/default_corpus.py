@@ -15,6 +15,7 @@ needed) and unpacked with ``dpkg -x`` into the cache.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -54,6 +55,9 @@ def _fortunes_dir() -> Path:
                          fix="pass your own --corpus (JSONL, text, parquet), or install 'fortunes'")
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(["apt-get", "download", "fortunes"], cwd=tmp, capture_output=True, text=True)
+        if proc.returncode != 0 and os.geteuid() == 0:  # a fresh machine may have empty package lists
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+            proc = subprocess.run(["apt-get", "download", "fortunes"], cwd=tmp, capture_output=True, text=True)
         debs = list(Path(tmp).glob("fortunes_*.deb"))
         if proc.returncode != 0 or not debs:
             raise InputError("could not download Debian's 'fortunes' package for the default corpus",

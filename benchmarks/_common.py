@@ -1,0 +1,46 @@
+"""Shared helpers: machine description and appending a dated entry to BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "BENCHMARKS.md"
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        cpu = model
+    except (OSError, StopIteration):
+        pass
+    dev = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    return f"{os.cpu_count()} cores ({cpu}){dev}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def git_rev() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def append(title: str, lines: list[str]) -> None:
+    """Append a section to BENCHMARKS.md (what, command, machine, date, figures)."""
+    cmd = "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    block = [f"\n### {title}", "", f"- command: `{cmd}`", f"- machine: {machine()}",
+             f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {git_rev()}", *lines, ""]
+    if not BENCH.exists():
+        BENCH.write_text("# Benchmarks\n\nEvery entry is appended by a script under `benchmarks/`; rerun the command to "
+                         "reproduce. Ratios are taken within one run (the machines are noisy).\n")
+    with open(BENCH, "a", encoding="utf-8") as f:
+        f.write("\n".join(block) + "\n")
+    print("\n".join(block))

@@ -1,0 +1,3 @@
+from nla_audit.cli import main
+
+raise SystemExit(main())
