@@ -49,19 +49,28 @@ def default_nla_paths() -> tuple[Path, Path]:
 
 
 class NLA:
-    def __init__(self, av: ActivationVerbalizer, ar: ActivationReconstructor, target: Any = None) -> None:
+    def __init__(self, av: ActivationVerbalizer, ar: ActivationReconstructor, target: Any = None,
+                 backend: str = "transformers") -> None:
         if av.meta.d_model != ar.meta.d_model:
             raise InputError(f"AV d_model {av.meta.d_model} != AR d_model {ar.meta.d_model}",
                              fix="pass an AV and an AR trained for the same model")
+        if backend not in ("transformers", "vllm"):
+            raise InputError(f"unknown backend {backend!r}", expected="transformers or vllm")
         self.av, self.ar, self._target = av, ar, target
+        self.generator = av
+        if backend == "vllm":
+            from nla_audit.vllm_backend import VLLMVerbalizer
+
+            self.generator = VLLMVerbalizer(av)
 
     @classmethod
     def load(cls, av: str | Path | None = None, ar: str | Path | None = None, dtype: str = "auto",
-             device: str | None = None) -> NLA:
+             device: str | None = None, backend: str = "transformers") -> NLA:
         if av is None or ar is None:
             dav, dar = default_nla_paths()
             av, ar = av or dav, ar or dar
-        return cls(ActivationVerbalizer.from_pretrained(av, dtype, device), ActivationReconstructor.from_pretrained(ar, dtype, device))
+        return cls(ActivationVerbalizer.from_pretrained(av, dtype, device), ActivationReconstructor.from_pretrained(ar, dtype, device),
+                   backend=backend)
 
     @property
     def layer(self) -> int:
@@ -81,7 +90,7 @@ class NLA:
     def explain_vectors(self, vectors: Any, max_new_tokens: int = 150, temperature: float = 0.0,
                         batch_size: int = 16, seed: int | None = None) -> list[ExplainedActivation]:
         v = validate_vectors(vectors, self.av.d_model)
-        expl = self.av.explain(v, max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size, seed=seed)
+        expl = self.generator.explain(v, max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size, seed=seed)
         pred = self.ar.reconstruct([e.text for e in expl], batch_size=max(batch_size, 16))
         mse = mse_nrm(pred, v, self.ar.meta.mse_scale)
         cos = cosine(pred, v)

@@ -48,7 +48,7 @@ def run(args) -> int:
     from nla_audit.render import print_table, to_html
     from nla_audit.atomic import atomic_write_text
 
-    nla = NLA.load(args.av, args.ar, args.dtype, args.device)
+    nla = NLA.load(args.av, args.ar, args.dtype, args.device, args.backend)
     doc = next(iter_documents(PACKAGE_DATA / "demo_transcript.json"))
     rows = nla.explain_document(doc, args.positions, **sampling(args))
     print_table(rows, f"demo transcript · layer {nla.layer}")

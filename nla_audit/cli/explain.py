@@ -16,6 +16,8 @@ def add_nla_args(p) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default="auto")
+    p.add_argument("--backend", default="transformers", choices=["transformers", "vllm"],
+                   help="AV generation backend (vllm: GPU only, prompt embeddings)")
 
 
 def register(sub) -> None:
@@ -70,13 +72,13 @@ def run(args) -> int:
         vecs, cols = read_vectors(args.vectors)
         if args.limit:
             vecs = vecs[: args.limit]
-        nla = NLA.load(args.av, args.ar, args.dtype, args.device)
+        nla = NLA.load(args.av, args.ar, args.dtype, args.device, args.backend)
         rows = nla.explain_vectors(vecs, **samp)
         rows = [r.__class__(**{**r.to_dict(), "position": i}) for i, r in enumerate(rows)]
         title = f"{args.vectors} ({len(rows)} vectors)"
     else:
         doc = _document(args)
-        nla = NLA.load(args.av, args.ar, args.dtype, args.device)
+        nla = NLA.load(args.av, args.ar, args.dtype, args.device, args.backend)
         rows = nla.explain_document(doc, args.positions, **samp)
         title = f"{args.transcript or 'text'} · layer {nla.layer}"
     if args.json:

@@ -50,7 +50,7 @@ def run(args) -> int:
     from nla_audit.cli.explain import sampling
     from nla_audit.nla import NLA
 
-    nla = NLA.load(args.av, args.ar, args.dtype, args.device)
+    nla = NLA.load(args.av, args.ar, args.dtype, args.device, args.backend)
     res = score_corpus(nla, args.texts, args.positions_per_doc, args.min_position, args.max_docs, sampling(args))
     if args.json:
         print(json.dumps(res))

@@ -1,0 +1,62 @@
+"""The explainer interface shared by the NLA and its baselines (SAE, floors), so every eval task and every
+agent tool can swap them: an explainer turns activation vectors from one site (model, layer K) into text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Explainer(Protocol):
+    """Anything that explains block-K activations of one target model in natural language."""
+
+    name: str  # short id used in result tables, e.g. "nla", "nla-shuffled", "sae"
+
+    @property
+    def site(self) -> tuple[str, int]:
+        """(base model name, layer K) the explainer reads; evals refuse a mismatched dataset."""
+        ...
+
+    def describe(self, vectors: torch.Tensor, **kwargs: Any) -> list[str]:
+        """One explanation text per row of ``vectors`` ([n, d], raw activations)."""
+        ...
+
+
+class NLAExplainer:
+    """The NLA's AV as an ``Explainer`` (greedy by default)."""
+
+    name = "nla"
+
+    def __init__(self, nla: Any, max_new_tokens: int = 150, temperature: float = 0.0) -> None:
+        self.nla, self.max_new_tokens, self.temperature = nla, max_new_tokens, temperature
+
+    @property
+    def site(self) -> tuple[str, int]:
+        meta = self.nla.av.meta
+        return ((meta.adapter or {}).get("base") or meta.base_checkpoint, self.nla.layer)
+
+    def describe(self, vectors: torch.Tensor, **kwargs: Any) -> list[str]:
+        kw = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, **kwargs}
+        return [e.text for e in self.nla.generator.explain(vectors, **kw)]
+
+
+class ShuffledExplainer:
+    """Floor: the wrapped explainer fed a fixed permutation of the batch (explanations of *other* activations)."""
+
+    def __init__(self, inner: Explainer, seed: int = 0) -> None:
+        self.inner, self.seed = inner, seed
+        self.name = f"{inner.name}-shuffled"
+
+    @property
+    def site(self) -> tuple[str, int]:
+        return self.inner.site
+
+    def describe(self, vectors: torch.Tensor, **kwargs: Any) -> list[str]:
+        n = len(vectors)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)) if n > 1 else torch.arange(n)
+        if n > 1 and bool((perm == torch.arange(n)).any()):
+            perm = torch.roll(torch.arange(n), 1)  # a derangement: never a row's own activation
+        return self.inner.describe(vectors[perm], **kwargs)
