@@ -1,0 +1,1 @@
+"""nla_audit.agents: LLM auditor tools and graph (next milestone)."""
