@@ -90,13 +90,12 @@ def _iter_json(path: Path) -> Iterator[Document]:
         yield _record_to_doc(obj, path.stem, str(path))
 
 
-def chunk_paragraphs(text: str, max_chars: int = MAX_CHUNK_CHARS) -> list[str]:
-    """Split long plain text at blank lines into chunks of at most ~max_chars (a paragraph is never split)."""
-    paras = [p.strip() for p in text.replace("\r\n", "\n").split("\n\n") if p.strip()]
+def pack_texts(pieces: list[str], max_chars: int) -> list[str]:
+    """Join consecutive pieces with blank lines into chunks of at most ~max_chars (a piece is never split)."""
     chunks: list[str] = []
     current: list[str] = []
     size = 0
-    for p in paras:
+    for p in pieces:
         if current and size + len(p) > max_chars:
             chunks.append("\n\n".join(current))
             current, size = [], 0
@@ -105,6 +104,11 @@ def chunk_paragraphs(text: str, max_chars: int = MAX_CHUNK_CHARS) -> list[str]:
     if current:
         chunks.append("\n\n".join(current))
     return chunks
+
+
+def chunk_paragraphs(text: str, max_chars: int = MAX_CHUNK_CHARS) -> list[str]:
+    """Split long plain text at blank lines into chunks of at most ~max_chars."""
+    return pack_texts([p.strip() for p in text.replace("\r\n", "\n").split("\n\n") if p.strip()], max_chars)
 
 
 def _iter_text(path: Path) -> Iterator[Document]:

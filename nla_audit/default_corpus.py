@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from nla_audit.atomic import atomic_path
+from nla_audit.corpus import pack_texts
 from nla_audit.errors import InputError
 from nla_audit.paths import cache_dir
 
@@ -79,16 +80,7 @@ def split_fortunes(raw: str) -> list[str]:
 
 def pack_documents(entries: list[str], max_chars: int = DOC_CHARS) -> list[str]:
     """Pack consecutive entries into documents of at most ~max_chars, separated by blank lines."""
-    docs, current, size = [], [], 0
-    for e in entries:
-        if current and size + len(e) > max_chars:
-            docs.append("\n\n".join(current))
-            current, size = [], 0
-        current.append(e)
-        size += len(e) + 2
-    if current:
-        docs.append("\n\n".join(current))
-    return docs
+    return pack_texts(entries, max_chars)
 
 
 def build_default_corpus(out: Path) -> int:
