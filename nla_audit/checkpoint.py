@@ -57,3 +57,29 @@ def load_backbone(ckpt: Path, meta: ModelSidecar, dtype: Any, device: str, confi
 
 def read_sidecar(ckpt: Path, role: str) -> ModelSidecar:
     return read_model_sidecar(ckpt, role=role)
+
+
+def export_full(av: Any, ar: Any, out: str | Path) -> tuple[Path, Path]:
+    """Write an AV/AR pair in the released full-weight format (no adapters): ``out/av`` is a plain HF causal LM
+    + tokenizer + sidecar; ``out/ar`` is the truncated backbone (K+1 blocks, no norm / lm_head weights) +
+    ``value_head.safetensors`` + tokenizer + sidecar. Readers of the reference format can load it."""
+    from safetensors.torch import save_file
+
+    from nla_audit.ar import VALUE_HEAD_FILE
+    from nla_audit.atomic import atomic_dir
+
+    out = Path(out)
+    with atomic_dir(out / "av") as tmp:
+        av.model.save_pretrained(tmp)
+        av.tokenizer.save_pretrained(tmp)
+        av.meta.with_(adapter=None).save(tmp)
+    with atomic_dir(out / "ar") as tmp:
+        backbone = ar.backbone
+        backbone.config.architectures = [type(av.model).__name__]
+        state = {f"model.{k}": v.contiguous() for k, v in backbone.state_dict().items()}
+        backbone.config.save_pretrained(tmp)
+        save_file(state, str(Path(tmp) / "model.safetensors"), metadata={"format": "pt"})
+        save_file({"weight": ar.value_head.weight.detach().float().cpu().contiguous()}, str(Path(tmp) / VALUE_HEAD_FILE))
+        ar.tokenizer.save_pretrained(tmp)
+        ar.meta.with_(adapter=None).save(tmp)
+    return out / "av", out / "ar"

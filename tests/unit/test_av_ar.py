@@ -93,3 +93,18 @@ def test_nla_explains_document_positions(tiny_nla, tiny_target):
     with pytest.raises(InputError, match="out of range"):
         resolve_positions([9], 4)
     assert resolve_positions("1,-1", 4) == [1, 3] and resolve_positions("all", 3) == [1, 2]
+
+
+def test_export_full_roundtrip_matches_adapter_format(tiny_nla, tmp_path):
+    """Adapters merged and written in the released full-weight format load to the same outputs."""
+    from nla_audit.checkpoint import export_full
+
+    nla = NLA.load(*tiny_nla)
+    av_dir, ar_dir = export_full(nla.av, nla.ar, tmp_path / "full")
+    assert (av_dir / "config.json").exists() and not (av_dir / "adapter.safetensors").exists()
+    full = NLA.load(av_dir, ar_dir)
+    assert len(full.ar.backbone.layers) == 3
+    v = torch.randn(2, 64)
+    assert [e.raw for e in full.av.explain(v, max_new_tokens=5)] == [e.raw for e in nla.av.explain(v, max_new_tokens=5)]
+    texts = ["a b c", "hello there"]
+    torch.testing.assert_close(full.ar.reconstruct(texts), nla.ar.reconstruct(texts), atol=1e-4, rtol=1e-4)
