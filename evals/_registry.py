@@ -1,0 +1,15 @@
+"""inspect-ai registry (entry point ``nla_audit``): ``inspect eval nla_audit/<task>``.
+
+Import-light: the task modules import inspect_ai and ``nla_audit.evals._common`` only; torch, transformers and
+the models are loaded when a task runs (tests/evals checks this).
+"""
+
+from nla_audit.evals.classification import classification
+from nla_audit.evals.cot_hints import cot_hints
+from nla_audit.evals.sandbagging import sandbagging
+from nla_audit.evals.suffix_prediction import suffix_prediction
+from nla_audit.evals.user_modeling import user_modeling
+
+TASKS = ("classification", "suffix_prediction", "user_modeling", "cot_hints", "sandbagging")
+
+__all__ = ["classification", "cot_hints", "sandbagging", "suffix_prediction", "user_modeling", "TASKS"]

@@ -1,0 +1,127 @@
+"""``nla-audit eval TASK``: run an eval task through inspect-ai and print its results table.
+
+The same tasks run with ``inspect eval nla_audit/<task> -T key=value``; this command maps flags to task
+parameters, runs several explainers (``--explainer nla,nla-shuffled,probe,text``) in one call, writes ``.eval``
+logs (``--log-dir``, open them with ``inspect view``) and prints the results DataFrame (markdown, or JSON Lines
+with ``--json``). Registered through the ``nla_audit.commands`` entry point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="run an NLA eval task (classification, suffix_prediction, user_modeling, "
+                                    "cot_hints, sandbagging) through inspect-ai")
+    p.add_argument("task", help="task name, or 'all' for every task but sandbagging")
+    p.add_argument("--av", default=None, help="AV checkpoint folder (default: the shipped NLA)")
+    p.add_argument("--ar", default=None, help="AR checkpoint folder (default: the shipped NLA)")
+    p.add_argument("--explainer", default="nla",
+                   help="comma list of nla | nla-shuffled (floor) | sae | probe (ceiling) | text (raw-context reader)")
+    p.add_argument("--grader", default="embed", choices=["embed", "claude", "both"],
+                   help="embed: offline embedding proxy (default); claude: Claude via the grader role; both")
+    p.add_argument("--grader-model", default="anthropic/claude-haiku-4-5", help="model for --grader claude/both")
+    p.add_argument("--limit", type=int, default=None, help="at most N eval items per group")
+    p.add_argument("--probe-train", type=int, default=None, help="train items per group for the probe")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (0 = the shipped JSON)")
+    p.add_argument("--model", default=None, help="target model (must match the NLA's)")
+    p.add_argument("--layer", type=int, default=None, help="layer K (must match the NLA's)")
+    p.add_argument("--sae", default=None, help="SAE checkpoint for --explainer sae")
+    p.add_argument("--max-new-tokens", type=int, default=150)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--label", default=None, help="checkpoint label in the table")
+    p.add_argument("--device", default=None)
+    p.add_argument("--allow-base", action="store_true", help="sandbagging: run on a target without the implant")
+    p.add_argument("--log-dir", default="logs", help="where .eval logs go (open with `inspect view --log-dir`)")
+    p.add_argument("--groups", action="store_true", help="also print one row per group")
+    p.add_argument("--json", action="store_true", help="JSON Lines on stdout")
+    p.set_defaults(func=run)
+
+
+def task_names(spec: str) -> list[str]:
+    from nla_audit.errors import InputError
+
+    from nla_audit.evals import TASKS as tasks
+
+    names = list(tasks[:-1]) if spec == "all" else [t.strip() for t in spec.split(",") if t.strip()]
+    bad = [t for t in names if t not in tasks]
+    if bad or not names:
+        raise InputError(f"unknown eval task {', '.join(bad) or repr(spec)}", expected=" | ".join(tasks) + " | all")
+    return names
+
+
+def params(args, explainer: str) -> dict:
+    grader = {"claude": "model", "both": "both"}.get(args.grader, "embed")
+    out = {"av": args.av, "ar": args.ar, "explainer": explainer, "grader": grader, "n": args.limit,
+           "probe_train": args.probe_train, "seed": args.seed, "model": args.model, "layer": args.layer,
+           "sae": args.sae, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
+           "label": args.label, "device": args.device, "allow_base": args.allow_base}
+    if grader != "embed" and explainer != "probe":
+        out["grader_model"] = args.grader_model
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def check_grader(args) -> None:
+    """Fail before any model loads when the Claude grader cannot run."""
+    import importlib.util
+
+    from nla_audit.errors import InputError
+
+    if args.grader == "embed" or not args.grader_model.startswith("anthropic/"):
+        return
+    if not os.environ.get("ANTHROPIC_API_KEY"):
+        raise InputError("grader unavailable: --grader claude needs ANTHROPIC_API_KEY, which is not set",
+                         fix="export ANTHROPIC_API_KEY=..., or use the offline grader (--grader embed)")
+    if importlib.util.find_spec("anthropic") is None:
+        raise InputError("grader unavailable: the anthropic package is not installed",
+                         fix="pip install anthropic, or use the offline grader (--grader embed)")
+
+
+def run(args) -> int:
+    from nla_audit.errors import InputError
+
+    names = task_names(args.task)
+    explainers = [e.strip() for e in args.explainer.split(",") if e.strip()]
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit {args.limit}", expected="an integer >= 1")
+    check_grader(args)
+    logs = run_tasks(names, [params(args, e) for e in explainers], args.log_dir)
+    from nla_audit.evals._results import markdown_table, results_frame
+
+    df = results_frame(logs)
+    if not args.groups:
+        df = df[df["group"] == "all"]
+    if args.json:
+        for rec in df.to_dict(orient="records"):
+            print(json.dumps(rec, default=str))
+    else:
+        print("\n".join(markdown_table(df, groups=True)))
+        print(f"\nlogs: {args.log_dir} (inspect view --log-dir {args.log_dir})", file=sys.stderr)
+    return 0
+
+
+def run_tasks(names: list[str], param_sets: list[dict], log_dir: str, display: str = "none") -> list:
+    """Build every (task, parameter set) first (so a bad site fails before anything runs), then run them."""
+    import importlib
+
+    from inspect_ai import eval as inspect_eval
+
+    from nla_audit.errors import NLAAuditError
+
+    tasks = []
+    for name in names:
+        fn = getattr(importlib.import_module(f"nla_audit.evals.{name}"), name)
+        for ps in param_sets:
+            tasks.append(fn(**ps))
+    logs = []
+    for t in tasks:
+        log = inspect_eval(t, display=display, log_dir=log_dir, max_samples=32, fail_on_error=True)[0]
+        if log.status != "success":
+            msg = (log.error.message if log.error else log.status).strip().splitlines()
+            raise NLAAuditError(f"eval {t.name} failed: {msg[-1] if msg else log.status}",
+                                fix=f"see the log in {log_dir}")
+        logs.append(log)
+    return logs

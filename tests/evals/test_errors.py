@@ -1,0 +1,80 @@
+"""Bad input: one clear line (``nla_audit.errors``), exit code != 0, nothing run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nla_audit.cli import main
+from nla_audit.errors import InputError
+
+
+def _cli(argv, capsys):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_unknown_task(capsys):
+    code, _, err = _cli(["eval", "clasification"], capsys)
+    assert code == 2 and "unknown eval task clasification" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_layer_mismatch(tiny_nla, capsys, tmp_path):
+    av, ar = tiny_nla
+    code, _, err = _cli(["eval", "classification", "--av", av, "--ar", ar, "--layer", "3", "--log-dir", str(tmp_path)], capsys)
+    assert code == 2 and "reads layer 2" in err and "layer 3" in err
+    assert not list(tmp_path.glob("*.eval"))
+
+
+def test_model_mismatch(tiny_nla, capsys, tmp_path):
+    av, ar = tiny_nla
+    code, _, err = _cli(["eval", "user_modeling", "--av", av, "--ar", ar, "--model", "default",
+                         "--log-dir", str(tmp_path)], capsys)
+    assert code == 2 and "HuggingFaceTB/SmolLM2-135M-Instruct" in err and "NLA checkpoint reads" in err
+
+
+def test_sandbagging_needs_the_implanted_target(tiny_nla, capsys, tmp_path):
+    av, ar = tiny_nla
+    code, _, err = _cli(["eval", "sandbagging", "--av", av, "--ar", ar, "--log-dir", str(tmp_path)], capsys)
+    assert code == 2 and "sandbag_implant.json" in err and "allow_base" in err
+
+
+def test_claude_grader_without_key(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    code, _, err = _cli(["eval", "classification", "--explainer", "text", "--grader", "claude",
+                         "--log-dir", str(tmp_path)], capsys)
+    assert code == 2 and "grader unavailable" in err and "ANTHROPIC_API_KEY" in err
+
+
+def test_model_grader_without_role(tiny_nla):
+    from nla_audit.evals.classification import classification
+
+    av, ar = tiny_nla
+    with pytest.raises(InputError, match="grader unavailable"):
+        classification(av=av, ar=ar, grader="model")
+
+
+def test_bad_parameters(tiny_nla):
+    from nla_audit.evals.classification import classification
+
+    av, ar = tiny_nla
+    with pytest.raises(InputError, match="unknown explainer"):
+        classification(av=av, ar=ar, explainer="nla-random")
+    with pytest.raises(InputError, match="unknown task parameter"):
+        classification(av=av, ar=ar, nn=3)
+    with pytest.raises(InputError, match="only one of av / ar"):
+        classification(av=av)
+
+
+def test_cli_runs_and_prints_rows(tiny_nla, capsys, tmp_path):
+    av, ar = tiny_nla
+    code, out, err = _cli(["eval", "classification", "--av", av, "--ar", ar, "--explainer", "text,probe",
+                           "--limit", "2", "--probe-train", "10", "--json", "--log-dir", str(tmp_path)], capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["explainer"], r["grader"]) for r in rows] == [("text", "embed"), ("probe", "probe")]
+    assert all(r["n"] == 10 and 0 <= r["score"] <= 1 for r in rows)
+    assert len(list(tmp_path.glob("*.eval"))) == 2
