@@ -1,4 +1,4 @@
-"""The default offline corpus: the English fortune-cookie files of Debian's ``fortunes`` package.
+"""The default offline corpus: the English fortune-cookie files of Debian's ``fortunes`` + ``fortunes-min``.
 
 Why this corpus: it installs from a package registry with no model hub or dataset hub, it is real and
 varied English written by people (quotations from literature and science, poems and song lyrics, jokes,
@@ -27,7 +27,7 @@ from nla_audit.errors import InputError
 from nla_audit.paths import cache_dir
 
 SYSTEM_DIR = Path("/usr/share/games/fortunes")
-LICENCE = "BSD-3-Clause-style (fortune-mod, (c) 1991 The Regents of the University of California); Debian package 'fortunes'"
+LICENCE = "BSD-3-Clause-style (fortune-mod, (c) 1991 The Regents of the University of California); Debian packages 'fortunes' and 'fortunes-min'"
 # English categories of the non-offensive ``fortunes`` package; ascii-art is left out (not prose).
 CATEGORIES = (
     "art", "computers", "cookie", "definitions", "disclaimer", "drugs", "education", "ethnic", "food",
@@ -36,35 +36,45 @@ CATEGORIES = (
     "pets", "platitudes", "politics", "pratchett", "riddles", "science", "songs-poems", "sports",
     "startrek", "tao", "translate-me", "wisdom", "work", "zippy",
 )
+PACKAGES = ("fortunes", "fortunes-min")  # fortunes-min holds the fortunes, literature and riddles files
 DOC_CHARS = 1200
-VERSION = 1
+# v1 (used to train the shipped NLA) silently lacked fortunes-min's 3 categories; v2 has all 41. Doc ids of the
+# other 38 categories are identical, so document splits carry over.
+VERSION = 2
 
 
 def default_corpus_path() -> Path:
     return cache_dir() / "corpora" / f"fortunes-v{VERSION}.jsonl"
 
 
+def _complete(folder: Path) -> bool:
+    """Both packages present: ``fortunes`` (e.g. startrek) and ``fortunes-min`` (fortunes, literature, riddles)."""
+    return (folder / "startrek").exists() and (folder / "literature").exists()
+
+
 def _fortunes_dir() -> Path:
-    if (SYSTEM_DIR / "startrek").exists():
+    if _complete(SYSTEM_DIR):
         return SYSTEM_DIR
     local = cache_dir() / "corpora" / "fortunes-deb"
     unpacked = local / "usr" / "share" / "games" / "fortunes"
-    if (unpacked / "startrek").exists():
+    if _complete(unpacked):
         return unpacked
     if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
         raise InputError("the default corpus needs Debian's 'fortunes' package, and apt-get/dpkg are not available",
                          fix="pass your own --corpus (JSONL, text, parquet), or install 'fortunes'")
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run(["apt-get", "download", "fortunes"], cwd=tmp, capture_output=True, text=True)
+        cmd = ["apt-get", "download", *PACKAGES]
+        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         if proc.returncode != 0 and os.geteuid() == 0:  # a fresh machine may have empty package lists
             subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
-            proc = subprocess.run(["apt-get", "download", "fortunes"], cwd=tmp, capture_output=True, text=True)
-        debs = list(Path(tmp).glob("fortunes_*.deb"))
-        if proc.returncode != 0 or not debs:
+            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+        debs = list(Path(tmp).glob("fortunes*.deb"))
+        if proc.returncode != 0 or len(debs) != len(PACKAGES):
             raise InputError("could not download Debian's 'fortunes' package for the default corpus",
                              fix="run `apt-get update`, or pass your own --corpus")
         local.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["dpkg", "-x", str(debs[0]), str(local)], check=True)
+        for deb in debs:
+            subprocess.run(["dpkg", "-x", str(deb), str(local)], check=True)
     return unpacked
 
 
