@@ -76,7 +76,7 @@ def main() -> None:
         f"{n_tokens} tokens, batch {args.batch_size}, 10 positions/doc, best of {args.repeats}",
         f"- bare batched forward (full model): {bt:,.0f} tokens/s",
         f"- `extract_activations` (tokenize + sample + forward to block K + parquet): {et:,.0f} tokens/s",
-        f"- **ratio extract / bare = {et / bt:.2f}** (target >= 0.9; > 1 because extraction stops after block K)",
+        f"- **ratio extract / bare = {et / bt:.2f}** (target >= 0.9; > 1 because extraction stops after block K and after the last sampled position of each document)",
     ])
 
 
