@@ -22,13 +22,21 @@ def _colour(fve: float | None) -> str:
     return f"rgb({r},{g},120)"
 
 
-def to_html(rows: Sequence[ExplainedActivation], title: str, prefix_tokens: Sequence[str] = ()) -> str:
+def to_html(rows: Sequence[ExplainedActivation], title: str, tokens: Sequence[str] | None = None) -> str:
+    """``tokens``: the whole transcript's tokens; positions without an explanation are shown greyed."""
     data = [r.to_dict() for r in rows]
-    spans = [f'<span class="tok ctx">{html.escape(t)}</span>' for t in prefix_tokens]
-    for i, r in enumerate(rows):
+    by_pos = {r.position: i for i, r in enumerate(rows)}
+    seq = list(tokens) if tokens is not None else [r.token or "" for r in rows]
+    spans = []
+    for p, t in enumerate(seq):
+        i = by_pos.get(p) if tokens is not None else p
+        if i is None:
+            spans.append(f'<span class="tok ctx">{html.escape(t)}</span>')
+            continue
+        r = rows[i]
         tip = html.escape(f"fve_nrm={_fmt(r.fve_nrm)} cos={r.cos:.3f}\n{r.explanation}")
         spans.append(f'<span class="tok" data-i="{i}" style="background:{_colour(r.fve_nrm)}" title="{tip}">'
-                     f"{html.escape(r.token or '')}</span>")
+                     f"{html.escape(t)}</span>")
     fves = [r.fve_nrm for r in rows if r.fve_nrm is not None]
     mean = f"{sum(fves) / len(fves):.3f}" if fves else "n/a"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>

@@ -53,6 +53,8 @@ def run(args) -> int:
     rows = nla.explain_document(doc, args.positions, **sampling(args))
     print_table(rows, f"demo transcript · layer {nla.layer}")
     html_path = out / "transcript.html"
-    atomic_write_text(html_path, to_html(rows, "nla-audit demo transcript"))
+    from nla_audit.cli.explain import document_tokens
+
+    atomic_write_text(html_path, to_html(rows, "nla-audit demo transcript", document_tokens(nla, doc)))
     print(f"[2/2] explained {len(rows)} position(s); HTML view: {html_path}")
     return 0

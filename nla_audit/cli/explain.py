@@ -58,6 +58,13 @@ def _document(args):
     return docs[0]
 
 
+def document_tokens(nla, doc) -> list[str]:
+    from nla_audit.corpus import tokenize_document
+
+    tok = nla.target.tokenizer
+    return [tok.decode([i]) for i in tokenize_document(doc, tok, 2048)]
+
+
 def run(args) -> int:
     from nla_audit.atomic import atomic_write_text, check_writable
     from nla_audit.nla import NLA
@@ -81,6 +88,7 @@ def run(args) -> int:
         nla = NLA.load(args.av, args.ar, args.dtype, args.device, args.backend)
         rows = nla.explain_document(doc, args.positions, **samp)
         title = f"{args.transcript or 'text'} · layer {nla.layer}"
+        tokens = document_tokens(nla, doc)
     if args.json:
         for r in rows:
             print(json.dumps({k: r.to_dict()[k] for k in ("position", "token", "explanation", "mse_nrm", "cos",
@@ -88,7 +96,7 @@ def run(args) -> int:
     else:
         print_table(rows, title)
     if args.html:
-        atomic_write_text(args.html, to_html(rows, title))
+        atomic_write_text(args.html, to_html(rows, title, tokens if not args.vectors else None))
         print(f"wrote {args.html}", file=sys.stderr)
     if any(r.warning for r in rows):
         print(f"warning: {sum(1 for r in rows if r.warning)} explanation(s) look like an injection failure", file=sys.stderr)
