@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=120)
     ap.add_argument("--positions", type=int, default=2)
     ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; the reference CLI samples at 0.7")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
 
@@ -84,7 +85,8 @@ def main() -> None:
     n = len(v)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
     lines.append(f"- held-out: {n} activations from {len(set(cols['doc_id']))} test-split documents of the default "
-                 f"corpus (never used in training), layer {nla0.layer}, greedy, max_new_tokens {args.max_new_tokens}")
+                 f"corpus (never used in training), layer {nla0.layer}, "
+                 f"{'greedy' if args.temperature == 0 else f'temperature {args.temperature}'}, max_new_tokens {args.max_new_tokens}")
     lines.append("")
     lines.append("| checkpoint | fve_nrm mean [95% CI] | fve_nrm median | mse_nrm | cos | failed parse | training |")
     lines.append("|---|---|---|---|---|---|---|")
@@ -92,7 +94,8 @@ def main() -> None:
         nla = NLA.load(av, ar, dtype="float32")
         nla._target = nla0.target
         for label, inp in ((name, v), (f"{name} · floor (shuffled activations)", v[perm])):
-            expl = nla.av.explain(inp, max_new_tokens=args.max_new_tokens, batch_size=16)
+            expl = nla.av.explain(inp, max_new_tokens=args.max_new_tokens, batch_size=16, temperature=args.temperature,
+                                  seed=0 if args.temperature > 0 else None)
             pred = nla.ar.reconstruct([e.text for e in expl])
             mse = mse_nrm(pred, v, nla.ar.meta.mse_scale)
             fve = 1 - mse / nla.ar.meta.fve_baseline()
