@@ -238,8 +238,8 @@ class ModelSidecar:
 
 
 def _layer_from(d: dict) -> int | None:
-    """K from ``critic.extraction_layer_index``, ``critic.num_hidden_layers`` (v1: K+1 layers... stored as K),
-    the top-level ``extraction_layer_index``, or the docs' ``ar.num_hidden_layers``."""
+    """K from ``critic.extraction_layer_index``, ``critic.num_hidden_layers`` (schema v1), the top-level
+    ``extraction_layer_index`` (release), or ``ar.num_hidden_layers`` (docs/inference.md), first found wins."""
     critic = d.get("critic") or {}
     ar = d.get("ar") if isinstance(d.get("ar"), dict) else {}
     for value in (critic.get("extraction_layer_index"), critic.get("num_hidden_layers"),

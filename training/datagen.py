@@ -103,8 +103,6 @@ def _explanations(cfg: DatagenConfig, meta: dict, splits: dict[str, tuple[np.nda
 
 
 def _write(path: Path, vecs: np.ndarray, cols: dict, extra: dict[str, tuple[Any, list]]) -> None:
-    import pyarrow as pa
-
     from nla_audit.atomic import atomic_path
     from nla_audit.vectors import VectorWriter
 
@@ -112,7 +110,6 @@ def _write(path: Path, vecs: np.ndarray, cols: dict, extra: dict[str, tuple[Any,
         w = VectorWriter(tmp, vecs.shape[1], {k: t for k, (t, _) in extra.items()})
         w.write({"activation_vector": vecs, **cols, **{k: v for k, (_, v) in extra.items()}})
         w.close()
-    del pa
 
 
 def run_datagen(cfg: DatagenConfig) -> dict[str, int]:
@@ -152,7 +149,7 @@ def run_datagen(cfg: DatagenConfig) -> dict[str, int]:
         out = out_dir / f"{stage}.parquet"
         _write(out, vecs, cols, extra)
         side = dict(base, dataset_id=f"{stage}_{meta.get('dataset_id', data.stem)}", stage=stage, row_count=len(vecs),
-                    tokens=tokens.to_dict() if stage != "ar_sft" else tokens.to_dict(),
+                    tokens=tokens.to_dict(),
                     prompt_templates={"actor": AV_TEMPLATE, "critic": AR_TEMPLATE},
                     parent_datasets=[str(paths[stage])], created_by="nla_audit.training.datagen")
         if stage in sft:
