@@ -98,7 +98,8 @@ def build_task(spec: TaskSpec, **params: Any) -> Task:
     meta = {"task": spec.name, "kind": spec.kind, "explainer": cfg.explainer, "checkpoint": runner.site.checkpoint,
             "model": runner.site.model, "layer": runner.site.layer, "av": runner.site.av, "ar": runner.site.ar,
             "dataset_version": ds.version, "dataset_seed": ds.seed, "n_eval": len(runner.eval_items),
-            "n_train": len(runner.train_items), "graders": graders}
+            "n_train": len(runner.train_items), "graders": graders,
+            "temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens}
     return Task(dataset=[to_sample(it, spec) for it in runner.eval_items], solver=explain_activation(runner),
                 scorer=[_make_scorer(g, spec)(runner) for g in graders], model_roles=roles, metadata=meta,
                 version=spec.version)

@@ -4,7 +4,7 @@ solver in micro-batches (inspect runs samples concurrently; the AV generates a b
 
 Conditions (``-T explainer=``):
 
-* ``nla``: the NLA's AV (``NLAExplainer``), greedy;
+* ``nla``: the NLA's AV (``NLAExplainer``), greedy by default (``-T temperature=0.7`` samples, seeded);
 * ``nla-shuffled`` (**floor**): the same AV fed the activation of *another* eval item (a seeded derangement of
   the task's eval items, fixed per dataset and seed, so it does not depend on batch composition);
 * ``sae``: the SAE baseline from ``nla_audit.baselines`` (``-T sae=PATH``), when installed;
@@ -62,6 +62,8 @@ class EvalConfig:
     sae: str = "default"
     """SAE folder for explainer=sae (default: the shipped SAE of nla_audit.baselines)."""
     max_new_tokens: int = 150
+    temperature: float = 0.0
+    """AV sampling temperature (0 = greedy); sampling is seeded by ``seed`` per batch."""
     batch_size: int = 8
     label: str | None = None
     """Checkpoint label in result tables (default: derived from the AV path)."""
@@ -80,6 +82,8 @@ class EvalConfig:
             raise InputError("only one of av / ar was given", expected="both -T av=... -T ar=... or neither")
         if self.max_new_tokens < 1 or self.batch_size < 1:
             raise InputError("max_new_tokens and batch_size must be >= 1")
+        if not 0.0 <= self.temperature <= 5.0:
+            raise InputError(f"temperature {self.temperature}", expected="a number in [0, 5] (0 = greedy)")
 
     @property
     def uses_nla(self) -> bool:
@@ -237,14 +241,14 @@ class Runner:
         from nla_audit.explainer import NLAExplainer
 
         if self.cfg.uses_nla:
-            return NLAExplainer(self.nla, max_new_tokens=self.cfg.max_new_tokens)
+            return NLAExplainer(self.nla, max_new_tokens=self.cfg.max_new_tokens, temperature=self.cfg.temperature,
+                                seed=self.cfg.seed)
         if self.cfg.explainer == "sae":
             key = ("sae", self.cfg.sae, self.site.model, self.site.layer)
             exp = _cached(key, lambda: load_sae_explainer(self.cfg.sae, self.cfg.device))
-            model, layer = exp.site
-            if (canonical_model(model), int(layer)) != (self.site.model, self.site.layer):
-                raise InputError(f"the SAE reads {model} layer {layer}, the eval reads {self.site.model} layer "
-                                 f"{self.site.layer}", fix="pass an SAE trained at the eval's site")
+            from nla_audit.baselines.sae import check_same_site
+
+            check_same_site(exp, (self.site.model, self.site.layer))  # hub id and local copy of it match
             return exp
         return None
 

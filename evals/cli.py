@@ -31,6 +31,7 @@ def register(sub) -> None:
     p.add_argument("--layer", type=int, default=None, help="layer K (must match the NLA's)")
     p.add_argument("--sae", default=None, help="SAE checkpoint for --explainer sae")
     p.add_argument("--max-new-tokens", type=int, default=150)
+    p.add_argument("--temperature", type=float, default=None, help="AV sampling temperature (default 0 = greedy)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--label", default=None, help="checkpoint label in the table")
     p.add_argument("--device", default=None)
@@ -57,7 +58,7 @@ def params(args, explainer: str) -> dict:
     grader = {"claude": "model", "both": "both"}.get(args.grader, "embed")
     out = {"av": args.av, "ar": args.ar, "explainer": explainer, "grader": grader, "n": args.limit,
            "probe_train": args.probe_train, "seed": args.seed, "model": args.model, "layer": args.layer,
-           "sae": args.sae, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
+           "sae": args.sae, "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "batch_size": args.batch_size,
            "label": args.label, "device": args.device, "allow_base": args.allow_base}
     if grader != "embed" and explainer != "probe":
         out["grader_model"] = args.grader_model

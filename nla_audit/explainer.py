@@ -26,12 +26,12 @@ class Explainer(Protocol):
 
 
 class NLAExplainer:
-    """The NLA's AV as an ``Explainer`` (greedy by default)."""
+    """The NLA's AV as an ``Explainer`` (greedy by default; seeded when it samples, so reruns agree)."""
 
     name = "nla"
 
-    def __init__(self, nla: Any, max_new_tokens: int = 150, temperature: float = 0.0) -> None:
-        self.nla, self.max_new_tokens, self.temperature = nla, max_new_tokens, temperature
+    def __init__(self, nla: Any, max_new_tokens: int = 150, temperature: float = 0.0, seed: int = 0) -> None:
+        self.nla, self.max_new_tokens, self.temperature, self.seed = nla, max_new_tokens, temperature, seed
 
     @property
     def site(self) -> tuple[str, int]:
@@ -39,7 +39,8 @@ class NLAExplainer:
         return ((meta.adapter or {}).get("base") or meta.base_checkpoint, self.nla.layer)
 
     def describe(self, vectors: torch.Tensor, **kwargs: Any) -> list[str]:
-        kw = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, **kwargs}
+        kw = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
+              "seed": self.seed if self.temperature > 0 else None, **kwargs}
         return [e.text for e in self.nla.generator.explain(vectors, **kw)]
 
 

@@ -36,7 +36,7 @@ from nla_audit.progress import RateProgress
 from nla_audit.sidecar import read_dataset_sidecar, read_model_sidecar
 from nla_audit.vectors import read_vectors
 
-from nla_audit.training.run import RunDir, data_order, lr_at
+from nla_audit.training.run import RunDir, cost, data_order, lr_at
 
 
 @dataclass(frozen=True)
@@ -255,18 +255,18 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
             bar.advance(1, reward=rec["reward"], fve=rec["fve_nrm"] if rec["fve_nrm"] is not None else math.nan)
             if step % cfg.save_every == 0 or step == cfg.steps:
                 run.save(step, modules, opts, keep, extra={"ref": ref.ref})
-                _export(cfg, lm, ar_lm, head, av_meta, ar_meta, layer, step)
+                _export(cfg, lm, ar_lm, head, av_meta, ar_meta, layer, step, cost(run, cfg.device, (av_meta, ar_meta)))
                 run.plot(("reward", "fve_nrm", "kl", "failed_rate"))
     return Path(cfg.run_dir) / "av"
 
 
-def _export(cfg, lm, ar_lm, head, av_meta, ar_meta, layer, step) -> None:
+def _export(cfg, lm, ar_lm, head, av_meta, ar_meta, layer, step, spent: dict) -> None:
     from nla_audit.training.nla_models import export_ar, export_av
 
-    training = {"loss_type": "policy_loss", "step": step, "lr": cfg.av_lr, "group_size": cfg.group_size}
+    training = {"loss_type": "policy_loss", "step": step, "lr": cfg.av_lr, "group_size": cfg.group_size, **spent}
     export_av(lm, Path(cfg.run_dir) / "av", cfg.model, av_meta.d_model, av_meta.tokens, av_meta.injection_scale, "rl",
               [cfg.data], training)
     base = {"baseline_rawvar": ar_meta.baseline_rawvar, "baseline_mean_direction": ar_meta.baseline_mean_direction,
             "mean_direction": torch.tensor(ar_meta.mean_direction)}
     export_ar(ar_lm, head, Path(cfg.run_dir) / "ar", cfg.model, layer, ar_meta.tokens, base, "sl", [cfg.data],
-              {"loss_type": "custom_loss", "step": step, "lr": cfg.ar_lr, "co_trained_with": "rl"})
+              {"loss_type": "custom_loss", "step": step, "lr": cfg.ar_lr, "co_trained_with": "rl", **spent})

@@ -86,6 +86,18 @@ class RunDir:
             return []
         return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
 
+    def wall_time_s(self) -> float:
+        """Training wall time over every session of this run: each resume restarts ``elapsed_s`` from 0, so the
+        total is the sum of each session's last value (steps lost to a kill after the last checkpoint are not
+        counted)."""
+        total, last = 0.0, 0.0
+        for r in self.records():
+            t = float(r.get("elapsed_s", 0.0))
+            if t < last:  # a new session began
+                total += last
+            last = t
+        return round(total + last, 1)
+
     def plot(self, keys: tuple[str, ...] = ("loss", "fve_nrm", "reward", "eval_fve_nrm")) -> Path | None:
         """PNG of every logged key present, one panel each, against step."""
         recs = self.records()
@@ -109,6 +121,14 @@ class RunDir:
         fig.savefig(out, dpi=90)
         plt.close(fig)
         return out
+
+
+def cost(run: RunDir, device: str, parents: tuple = ()) -> dict:
+    """The training-cost fields of a checkpoint sidecar: this stage's wall time and the total including the
+    checkpoints it started from (``parents``: their sidecars), so a benchmark can report what an NLA cost."""
+    own = run.wall_time_s()
+    prior = sum(float((p.training or {}).get("total_wall_time_s", 0.0)) for p in parents)
+    return {"device": str(device), "wall_time_s": own, "total_wall_time_s": round(own + prior, 1)}
 
 
 def data_order(n: int, seed: int, step: int, batch_size: int) -> np.ndarray:

@@ -30,7 +30,7 @@ from nla_audit.progress import RateProgress
 from nla_audit.sidecar import read_dataset_sidecar
 from nla_audit.vectors import read_vectors
 
-from nla_audit.training.run import RunDir, data_order, lr_at
+from nla_audit.training.run import RunDir, cost, data_order, lr_at
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,8 @@ def train_ar_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
             if step % cfg.save_every == 0 or step == cfg.steps:
                 run.save(step, modules, {"opt": opt}, keep)
                 export_ar(lm, head, Path(cfg.run_dir) / "ar", cfg.model, layer, None, base, "sl", [cfg.data],
-                          {"loss_type": "sft_mse_nrm", "step": step, "lr": cfg.lr, "batch_size": cfg.batch_size})
+                          {"loss_type": "sft_mse_nrm", "step": step, "lr": cfg.lr, "batch_size": cfg.batch_size,
+                           **cost(run, cfg.device)})
                 run.plot()
     return Path(cfg.run_dir) / "ar"
 
@@ -232,7 +233,8 @@ def train_av_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
             if step % cfg.save_every == 0 or step == cfg.steps:
                 run.save(step, {"lm": lm}, {"opt": opt}, keep)
                 export_av(lm, Path(cfg.run_dir) / "av", cfg.model, acts.shape[1], tokens, scale, "sl", [cfg.data],
-                          {"loss_type": "sft_loss", "step": step, "lr": cfg.lr, "batch_size": cfg.batch_size})
+                          {"loss_type": "sft_loss", "step": step, "lr": cfg.lr, "batch_size": cfg.batch_size,
+                           **cost(run, cfg.device)})
                 run.plot(("loss", "eval_loss_real", "eval_gap"))
     return Path(cfg.run_dir) / "av"
 

@@ -175,7 +175,7 @@ def test_sae_explainer_plugs_in_and_checks_its_site(tiny_nla, tiny_model_dir, tm
     assert [s.scores["model_grader"].answer for s in log.samples] == ["A"] * 5
     monkeypatch.setattr(runner_mod, "load_sae_explainer", lambda path, device: _StubSAE((str(tiny_model_dir), 1)))
     runner_mod._CACHE.clear()
-    with pytest.raises(InputError, match="the SAE reads .* layer 1"):
+    with pytest.raises(InputError, match="site mismatch: .* layer 1"):
         classification(av=av, ar=ar, explainer="sae", sae=str(tmp_path / "other_sae"))
 
 

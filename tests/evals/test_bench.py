@@ -1,0 +1,147 @@
+"""`nla-audit bench` on a tiny setup: tiny random Llama, an untrained tiny NLA at layer 2, an SAELens SAE trained
+on the tiny model's layer-2 activations; one eval task with few items. Asserts the report is complete (every
+condition has a score), the site check, the missing-labels warning and bad-input lines."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import pandas as pd
+import pytest
+from nla_audit.evals.bench import BenchConfig, pair_training_seconds, run_bench
+
+from nla_audit.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def tiny_acts(tiny_model_dir, tmp_path_factory):
+    from nla_audit.extract import ExtractConfig, extract_activations
+    from nla_audit.models import load_target
+    from tests.builders import text_corpus
+
+    root = tmp_path_factory.mktemp("bench_acts")
+    target = load_target(str(tiny_model_dir))
+    out = {}
+    for layer in (1, 2):
+        out[layer] = root / f"l{layer}.parquet"
+        extract_activations(ExtractConfig(out=str(out[layer]), corpus=str(text_corpus(root / "c.jsonl", n_docs=8)),
+                                          layer=layer, all_positions=True, min_position=1), target=target,
+                            progress=False)
+    return out
+
+
+def _train_sae(acts, out):
+    from nla_audit.baselines.sae_train import SAETrainConfig, train_sae
+
+    train_sae(SAETrainConfig(data=(str(acts),), out=str(out), k=8, steps=20, batch_size=64, lr=3e-3), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_sae(tiny_acts, tmp_path_factory):
+    from nla_audit.baselines.sae_labels import label_sae
+
+    out = _train_sae(tiny_acts[2], tmp_path_factory.mktemp("bench_sae") / "sae")
+    label_sae(out, [str(tiny_acts[2])], n_contexts=3)
+    return out
+
+
+def test_bench_writes_a_complete_report(tiny_nla, tiny_sae, tiny_acts, tmp_path):
+    av, ar = tiny_nla
+    bench_md = tmp_path / "BENCH.md"
+    bench_md.write_text("# Benchmarks\n\nolder entry\n")
+    cfg = BenchConfig(nla=(("tiny", av, ar),), sae=str(tiny_sae), tasks=("classification",), limit=1, probe_train=4,
+                      data=str(tiny_acts[2]), max_new_tokens=5, out=str(tmp_path / "report"),
+                      benchmarks=str(bench_md), train_time=(("tiny", 90.0),))
+    out = run_bench(cfg, progress=False)
+
+    for name in ("report.md", "results.parquet", "fve.png", "scores.png", "evals_vs_fve.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert list((out / "logs").glob("*.eval"))
+    df = pd.read_parquet(out / "results.parquet")
+    recon = df[df["task"] == "reconstruction"]
+    assert set(recon["explainer"]) == {"nla", "nla-shuffled", "sae"}
+    ev = df[(df["task"] == "classification") & (df["group"] == "all")]
+    assert set(ev["explainer"]) == {"nla", "nla-shuffled", "sae", "probe", "text"}
+    assert df["score"].notna().all() and ((df["ci_low"] <= df["score"]) & (df["score"] <= df["ci_high"])).all()
+    sae_row = recon[recon["explainer"] == "sae"].iloc[0]
+    assert sae_row["score"] > 0 and sae_row["l0"] > 0  # a trained SAE reconstructs better than the mean
+    assert recon[recon["explainer"] == "nla"].iloc[0]["train_s"] == 90.0
+    assert (recon["s_per_activation"] > 0).all()
+
+    text = bench_md.read_text()
+    assert text.startswith("# Benchmarks\n\nolder entry")  # appended, not overwritten
+    table = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    assert len(table) == 1 + 5  # header + nla, floor, sae, probe, text
+    assert all("nan" not in ln for ln in table)
+    assert "1.5 min" in text and "warning" not in text.lower()  # the labelled SAE needs no warning
+    assert "## Headline" in (out / "report.md").read_text()
+
+
+def test_unlabelled_sae_is_flagged_in_the_report(tiny_nla, tiny_sae, tiny_acts, tmp_path):
+    sae = shutil.copytree(tiny_sae, tmp_path / "sae")
+    (sae / "labels.json").unlink()
+    cfg = BenchConfig(nla=(), sae=str(sae), tasks=(), data=str(tiny_acts[2]), out=str(tmp_path / "r"),
+                      benchmarks=None)
+    out = run_bench(cfg, progress=False)
+    report = (out / "report.md").read_text()
+    assert "warning" in report and "no latent labels" in report
+    df = pd.read_parquet(out / "results.parquet")
+    assert set(df["explainer"]) >= {"sae"}
+
+
+def test_sae_on_another_layer_is_refused_before_running(tiny_nla, tiny_acts, tmp_path):
+    av, ar = tiny_nla
+    sae = _train_sae(tiny_acts[1], tmp_path / "sae_l1")
+    cfg = BenchConfig(nla=(("tiny", av, ar),), sae=str(sae), tasks=("classification",), data=str(tiny_acts[2]),
+                      out=str(tmp_path / "r"), benchmarks=str(tmp_path / "B.md"))
+    with pytest.raises(InputError, match="site mismatch"):
+        run_bench(cfg, progress=False)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "B.md").exists()
+
+
+def test_heldout_parquet_of_another_layer_is_refused(tiny_nla, tiny_acts, tmp_path):
+    av, ar = tiny_nla
+    cfg = BenchConfig(nla=(("tiny", av, ar),), sae=None, tasks=(), data=str(tiny_acts[1]), out=str(tmp_path / "r"),
+                      benchmarks=None)
+    with pytest.raises(InputError, match="site mismatch"):
+        run_bench(cfg, progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_pair_training_seconds():
+    from types import SimpleNamespace as NS
+
+    sft = NS(stage="sl", training={"total_wall_time_s": 100.0})
+    ar = NS(stage="sl", training={"total_wall_time_s": 50.0})
+    rl = NS(stage="rl", training={"total_wall_time_s": 400.0})
+    assert pair_training_seconds(sft, ar) == 150.0
+    assert pair_training_seconds(rl, ar) == 400.0  # RL's total already includes both SFT stages
+    assert pair_training_seconds(NS(stage="sl", training={}), ar) is None
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["bench", "--nla", "a", "/nonexistent/av", "/nonexistent/ar", "--no-append"], "nonexistent"),
+    (["bench", "--tasks", "nope", "--sae", "none", "--no-append"], "unknown eval task"),
+    (["bench", "--nla", "a", "x", "y", "--nla", "a", "x", "y"], "NLA names repeat"),
+    (["bench", "--docs", "0"], ">= 1"),
+    (["bench", "--train-time", "a", "soon"], "SECONDS a number"),
+])
+def test_bad_input_is_one_line(argv, needle, capsys, tmp_path, monkeypatch):
+    from nla_audit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "bench-report").exists() and not (tmp_path / "BENCHMARKS.md").exists()
+
+
+def test_wall_time_sums_resumed_sessions(tmp_path):
+    from nla_audit.training.run import RunDir
+
+    run = RunDir(tmp_path / "r", {"steps": 3}, resume=False)
+    for step, t in ((1, 10.0), (2, 20.0), (3, 5.0), (4, 12.5)):  # a resume after step 2 restarts the clock
+        run.log({"step": step, "elapsed_s": t})
+    assert math.isclose(run.wall_time_s(), 32.5)
