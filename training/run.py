@@ -87,16 +87,7 @@ class RunDir:
         return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
 
     def wall_time_s(self) -> float:
-        """Training wall time over every session of this run: each resume restarts ``elapsed_s`` from 0, so the
-        total is the sum of each session's last value (steps lost to a kill after the last checkpoint are not
-        counted)."""
-        total, last = 0.0, 0.0
-        for r in self.records():
-            t = float(r.get("elapsed_s", 0.0))
-            if t < last:  # a new session began
-                total += last
-            last = t
-        return round(total + last, 1)
+        return wall_time_s(self.records())
 
     def plot(self, keys: tuple[str, ...] = ("loss", "fve_nrm", "reward", "eval_fve_nrm")) -> Path | None:
         """PNG of every logged key present, one panel each, against step."""
@@ -121,6 +112,18 @@ class RunDir:
         fig.savefig(out, dpi=90)
         plt.close(fig)
         return out
+
+
+def wall_time_s(records: list[dict]) -> float:
+    """Training wall time over every session of a run: each resume restarts ``elapsed_s`` from 0, so the total is
+    the sum of each session's last value (steps lost to a kill after the last checkpoint are not counted)."""
+    total, last = 0.0, 0.0
+    for r in records:
+        t = float(r.get("elapsed_s", 0.0))
+        if t < last:  # a new session began
+            total += last
+        last = t
+    return round(total + last, 1)
 
 
 def cost(run: RunDir, device: str, parents: tuple = ()) -> dict:
