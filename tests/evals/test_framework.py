@@ -120,3 +120,18 @@ def test_markdown_and_plot_from_a_results_frame(tmp_path):
     assert "| classification | nla | rl | embed | all | accuracy | 50 | 0.700 [0.600, 0.800] | 0.290 | 0.600 |" in lines
     png = plot_vs_fve(df, tmp_path / "p.png")
     assert png.exists() and png.stat().st_size > 5000
+
+
+def test_sampled_explanations_are_seeded(tiny_nla):
+    """-T temperature samples, and the same seed gives the same explanations (reruns of an eval agree)."""
+    from nla_audit.evals._runner import EvalConfig
+    from nla_audit.explainer import NLAExplainer
+    from nla_audit.nla import NLA
+
+    nla = NLA.load(*tiny_nla, dtype="float32")
+    v = torch.randn(3, 64) * 4
+    a = NLAExplainer(nla, max_new_tokens=8, temperature=1.0, seed=1).describe(v)
+    assert NLAExplainer(nla, max_new_tokens=8, temperature=1.0, seed=1).describe(v) == a
+    assert NLAExplainer(nla, max_new_tokens=8, temperature=1.0, seed=2).describe(v) != a
+    with pytest.raises(InputError, match="temperature"):
+        EvalConfig(temperature=-1)
