@@ -10,9 +10,21 @@ import math
 from pathlib import Path
 from typing import Any
 
-ORDER = {"nla": 0, "nla-shuffled": 1, "sae": 2, "probe": 3, "text": 4}
-ROLE = {"nla": "NLA", "nla-shuffled": "floor: NLA on shuffled activations", "sae": "SAE baseline",
+ORDER = {"nla": 0, "nla-shuffled": 1, "sae": 2, "sae-decoder": 3, "constant": 4, "probe": 5, "text": 6}
+ROLE = {"nla": "NLA", "nla-shuffled": "floor: NLA fed other activations",
+        "sae": "SAE baseline: the top latents its explanation lists",
+        "sae-decoder": "SAE full decoder, all active latents (no explanation carries this)",
+        "constant": "reference: predict the training mean direction",
         "probe": "ceiling: linear probe on the activation", "text": "reader of the raw text context"}
+FOOTNOTE = ("fve_nrm = 1 − mse_nrm / B_rv on held-out activations, B_rv = {b_rv:.4f} (the training-set variance of "
+            "the normalised vectors, from the first NLA's AR sidecar), so predicting the training mean vector scores "
+            "≈ 0 and the constant mean *direction* scores 1 − B_mn/B_rv. The floor feeds each activation's AV "
+            "another activation: it shows how much of the score depends on the activation, it is not chance. Task "
+            "scores: accuracy, or for cot_hints/sandbagging the gap P(yes | pos) − P(yes | neg); 95% CI Wilson / "
+            "bootstrap. training = wall time recorded with the checkpoint (NLA: SFT stages + RL; it excludes "
+            "activation extraction and teacher datagen; SAE: its training loop), each on its own device; time / "
+            "explained activation measured here on {device} (NLA: AV generation + AR after a warm-up, batch 16; "
+            "SAE: encoding + top latents, one batch).")
 
 
 def fmt_ci(score: float, lo: float, hi: float) -> str:
@@ -76,10 +88,10 @@ def headline_rows(recon, evals) -> tuple[list[str], list[dict]]:
             if len(m):
                 y = m.iloc[0]
                 rec[t] = y["score"]
-                cells.append(fmt_ci(y["score"], y["ci_low"], y["ci_high"]) + ("" if y["grader"] != "model" else " (claude)"))
+                cells.append(fmt_ci(y["score"], y["ci_low"], y["ci_high"]) + (" (model grader)" if y["grader"] == "model" else ""))
             else:
                 cells.append("")
-        is_floor = expl == "nla-shuffled"
+        is_floor = expl in ("nla-shuffled", "constant")
         cells.append("" if is_floor else (fmt_time(rec.get("train_s")) if expl in ("nla", "sae") else "-"))
         spa = rec.get("s_per_activation")
         cells.append("" if is_floor else fmt_latency(spa))
@@ -95,7 +107,7 @@ def recon_table(recon) -> list[str]:
         failed = "" if r.failed is None or r.failed != r.failed else f"{r.failed:.2f}"
         lines.append(f"| {r.explainer} | {r.checkpoint} | {r.n} | {fmt_ci(r.score, r.ci_low, r.ci_high)} | "
                      f"{r.median:.3f} | {r.mse_nrm:.3f} | {r.cos:.3f} | {failed} | {fmt_latency(r.s_per_activation)} | "
-                     f"{'' if r.explainer == 'nla-shuffled' else fmt_time(r.train_s)} |")
+                     f"{fmt_time(r.train_s) if r.explainer in ('nla', 'sae') else ''} |")
     return lines
 
 
@@ -105,29 +117,35 @@ def write_report(folder: Path, recon, evals, subj: Any, info: dict) -> list[str]
 
     headline, _ = headline_rows(recon, evals)
     md = ["# nla-audit bench", "",
-          f"- site: {info['site']}", f"- held-out data (reconstruction): {info['data']}",
+          f"- site: {info['site']}",
+          *[f"- {k}: `{v}`" for k, v in info["checkpoints"].items()],
+          f"- held-out data (reconstruction): {info['data']}; {info['heldout_check']}",
           f"- AV decoding: {info['decoding']}, max_new_tokens {info['max_new_tokens']}",
           f"- eval tasks: {', '.join(info['tasks']) or 'none'}; items per group: {info['limit'] or 'all'}; "
-          f"grader: {info['grader']}" + (" (offline embedding proxy; not the paper's Claude grader)"
-                                          if info["grader"] == "embed" else ""),
+          f"grader: {info['grader']}",
           f"- machine: {info['machine']}; date: {info['date']}; took {info['minutes']:.1f} min",
           f"- command: `{info['command']}`", ""]
     md += [f"> **warning**: {w}" for w in info["warnings"]] + ([""] if info["warnings"] else [])
     md += ["## Headline", "", *headline, "",
-           "fve_nrm = 1 − mse_nrm / B_rv on held-out activations (0 = predicting the mean direction). Task scores: "
-           "accuracy, or for cot_hints/sandbagging the gap P(yes | pos) − P(yes | neg); 95% CI Wilson / bootstrap. "
-           "training = wall time recorded by the checkpoint (device in its sidecar); s / explained activation on this "
-           "machine (NLA: AV generation + AR; SAE: encode + top latents).", "",
+           FOOTNOTE.format(b_rv=info["b_rv"], device=info["device"]), "",
            "## Reconstruction", "", *recon_table(recon), ""]
     if evals is not None and len(evals):
         md += ["## Eval tasks (every grader and group)", "", *markdown_table(evals, groups=True), ""]
-        plot_vs_fve(evals[evals["fve_nrm"].notna() | (evals["explainer"] != "nla")], folder / "evals_vs_fve.png")
+        plot_vs_fve(on_heldout_fve(evals), folder / "evals_vs_fve.png", xlabel="checkpoint held-out fve_nrm")
         plot_scores(evals, folder / "scores.png")
         md += ["![scores](scores.png)", "", "![evals vs fve](evals_vs_fve.png)", ""]
     plot_fve(recon, folder / "fve.png")
     md += ["![fve](fve.png)", "", "Logs: `logs/` (`inspect view --log-dir logs`). Raw rows: `results.parquet`."]
     (folder / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     return headline
+
+
+def on_heldout_fve(evals):
+    """The eval frame with each NLA row's x = its checkpoint's held-out fve_nrm (as the paper plots)."""
+    ev = evals.copy()
+    nla = ev["explainer"] == "nla"
+    ev.loc[nla, "fve_nrm"] = ev.loc[nla, "heldout_fve_nrm"]
+    return ev[ev["fve_nrm"].notna() | ~nla]
 
 
 def _plt():

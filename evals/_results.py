@@ -126,7 +126,7 @@ def markdown_table(df, groups: bool = False) -> list[str]:
     return lines
 
 
-def plot_vs_fve(df, out: str | Path) -> Path:
+def plot_vs_fve(df, out: str | Path, xlabel: str = "checkpoint fve_nrm (on the task's activations)") -> Path:
     """PNG: one panel per task; score (with CI) of each NLA checkpoint against its fve_nrm, and the floors,
     ceilings and readers as horizontal reference lines."""
     import matplotlib
@@ -156,7 +156,7 @@ def plot_vs_fve(df, out: str | Path) -> Path:
         gap = (d["metric"] == "gap").all()
         ax.set_ylim(-1.05 if gap else 0.0, 1.05)
         ax.set_title(task)
-        ax.set_xlabel("checkpoint fve_nrm (on the task's activations)")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("gap P(correct|pos) - P(correct|neg)" if gap else "accuracy")
         ax.legend(fontsize=6)
     fig.tight_layout()

@@ -22,7 +22,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ class BenchConfig:
     floors: bool = True
     data: str | None = None
     """Held-out activation parquet; default: the test split of ``corpus``, extracted now."""
+    max_rows: int | None = None
+    """At most this many rows of ``data`` (the AV explains each one, twice with the floor)."""
     corpus: str = "default"
     docs: int = 60
     positions: int = 2
@@ -68,8 +70,15 @@ class BenchConfig:
             raise InputError(f"NLA names repeat: {names}", expected="one distinct NAME per --nla")
         if any(n in ("sae", "-") for n in names):
             raise InputError("'sae' and '-' are reserved row names", fix="give the NLA another NAME")
-        if self.docs < 1 or self.positions < 1 or (self.limit is not None and self.limit < 1):
-            raise InputError("--docs, --positions and --limit must be >= 1")
+        if self.docs < 1 or self.positions < 1 or any(x is not None and x < 1 for x in (self.limit, self.max_rows)):
+            raise InputError("--docs, --positions, --limit and --max-rows must be >= 1")
+        bad = [r for r in self.references if r not in ("probe", "text")]
+        if bad:
+            raise InputError(f"unknown reference(s) {bad}", expected="probe, text (or none)")
+        known = {n for n, _, _ in self.nla or ()} | {"sae", "default"}
+        bad = [n for n, _ in self.train_time if n not in known]
+        if bad:
+            raise InputError(f"--train-time names {bad} match no checkpoint", expected=f"one of {sorted(known)}")
         if not 0.0 <= self.temperature <= 5.0:
             raise InputError(f"temperature {self.temperature}", expected="a number in [0, 5] (0 = greedy)")
         if self.nla == () and not self.sae:
@@ -87,6 +96,8 @@ class Subjects:
     sae: Any = None  # SAEExplainer
     train_seconds: dict[str, float | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    trained_on: list[str] = field(default_factory=list)  # training parquets the sidecars name
+    heldout_check: str = ""
 
 
 def resolve_subjects(cfg: BenchConfig) -> Subjects:
@@ -101,16 +112,17 @@ def resolve_subjects(cfg: BenchConfig) -> Subjects:
             notes.append("no --nla given and no shipped NLA is installed: SAE rows only")
         else:
             nla = [("default", str(default_nla_dir() / "av"), str(default_nla_dir() / "ar"))]
-    sites, costs = {}, {}
+    sites, costs, trained = {}, {}, []
     for name, av, ar in nla:
         av_meta = read_sidecar(resolve_checkpoint(av), "av")
         ar_meta = read_sidecar(resolve_checkpoint(ar), "ar")
         model = (av_meta.adapter or {}).get("base") or av_meta.base_checkpoint
         sites[name] = (model, int(ar_meta.layer_index))
         costs[name] = pair_training_seconds(av_meta, ar_meta)
+        trained += list(av_meta.trained_on) + list(ar_meta.trained_on)
     if len({(_key(m), k) for m, k in sites.values()}) > 1:
         raise InputError(f"the NLAs read different sites: {sites}", expected="every --nla on one model and layer")
-    subj = Subjects(nla=nla, model="", layer=-1, train_seconds=costs, warnings=notes)
+    subj = Subjects(nla=nla, model="", layer=-1, train_seconds=costs, warnings=notes, trained_on=trained)
     if sites:
         subj.model, subj.layer = next(iter(sites.values()))
     if cfg.sae:
@@ -130,7 +142,7 @@ def _attach_sae(subj: Subjects, cfg: BenchConfig) -> None:
 
     from nla_audit.evals._runner import load_sae_explainer
 
-    from nla_audit.baselines.sae import METRICS_NAME, check_same_site
+    from nla_audit.baselines.sae import METRICS_NAME, check_same_site, read_sae_meta
 
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
@@ -142,6 +154,7 @@ def _attach_sae(subj: Subjects, cfg: BenchConfig) -> None:
     if sae.warning:
         subj.warnings.append(f"SAE without labels: {sae.warning}")
     subj.sae = sae
+    subj.trained_on += list(((read_sae_meta(Path(sae.source)).get("config") or {}).get("data")) or [])
     metrics = Path(sae.source) / METRICS_NAME
     secs = None
     if metrics.exists():
@@ -152,7 +165,7 @@ def _attach_sae(subj: Subjects, cfg: BenchConfig) -> None:
 def pair_training_seconds(av_meta: Any, ar_meta: Any) -> float | None:
     """Wall time that produced an AV/AR pair: an RL AV's total already covers its AR (co-trained) and the SFT
     checkpoints it started from; an SFT pair costs AV + AR. None when a sidecar does not record it."""
-    av_t, ar_t = (float(m.training["total_wall_time_s"]) if "total_wall_time_s" in (m.training or {}) else None
+    av_t, ar_t = (None if (m.training or {}).get("total_wall_time_s") is None else float(m.training["total_wall_time_s"])
                   for m in (av_meta, ar_meta))
     if av_meta.stage == "rl":
         return av_t
@@ -160,6 +173,18 @@ def pair_training_seconds(av_meta: Any, ar_meta: Any) -> float | None:
 
 
 # ------------------------------------------------------------------------------------------------ run
+def check_outputs(cfg: BenchConfig) -> None:
+    """Refuse, before any work, to replace a folder that is not an earlier report, or an unwritable target."""
+    from nla_audit.atomic import check_writable
+
+    out = Path(cfg.out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "report.md").exists())):
+        raise InputError(f"--out {out} exists and is not an nla-audit bench report (no report.md)",
+                         fix="choose a new folder; a report folder is replaced whole on success")
+    if cfg.benchmarks:
+        check_writable(cfg.benchmarks)
+
+
 def run_bench(cfg: BenchConfig, progress: bool = True) -> Path:
     """Run both parts and write the report folder; returns its path."""
     import pandas as pd
@@ -167,21 +192,20 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> Path:
 
     from nla_audit.atomic import atomic_dir
 
+    check_outputs(cfg)
     subj = resolve_subjects(cfg)
     if cfg.tasks:
         from nla_audit.evals.cli import task_names
 
-        task_names(",".join(cfg.tasks))  # unknown task names fail now
+        cfg = replace(cfg, tasks=tuple(task_names(",".join(cfg.tasks))))  # 'all' expands; unknown names fail now
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None)
     t0 = time.time()
     out = Path(cfg.out)
     with atomic_dir(out) as tmp:
         recon = reconstruction_rows(cfg, subj, say)
         evals = eval_rows(cfg, subj, str(tmp / "logs"), say)
-        for name, av, ar in subj.nla:  # the paper plots task scores against the checkpoint's held-out fve_nrm
-            hit = recon[(recon["explainer"] == "nla") & (recon["checkpoint"] == name)]
-            if len(evals) and len(hit):
-                evals.loc[(evals["explainer"] == "nla") & (evals["checkpoint"] == name), "fve_nrm"] = hit["score"].iloc[0]
+        if len(evals):  # the paper plots task scores against each checkpoint's held-out fve_nrm
+            evals["heldout_fve_nrm"] = [_heldout(recon, r.explainer, r.checkpoint) for r in evals.itertuples()]
         info = run_info(cfg, subj, recon, time.time() - t0)
         headline = write_report(tmp, recon, evals, subj, info)
         all_rows = pd.concat([recon.assign(grader="-", group="all"), evals], ignore_index=True)
@@ -190,6 +214,11 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> Path:
         append_benchmarks(Path(cfg.benchmarks), headline, info, out)
     say(f"report: {out}/report.md")
     return out
+
+
+def _heldout(recon, explainer: str, checkpoint: str) -> float | None:
+    hit = recon[(recon["explainer"] == explainer) & (recon["checkpoint"] == checkpoint)]
+    return float(hit["score"].iloc[0]) if len(hit) else None
 
 
 def reconstruction_rows(cfg: BenchConfig, subj: Subjects, say):
@@ -203,35 +232,65 @@ def reconstruction_rows(cfg: BenchConfig, subj: Subjects, say):
     torch.manual_seed(cfg.seed)
     nlas = {name: load_nla(av, ar, cfg.device) for name, av, ar in subj.nla}
     if cfg.data:
-        data = _fve.heldout_from_parquet(cfg.data, subj.model, subj.layer)
+        data = _fve.heldout_from_parquet(cfg.data, subj.model, subj.layer, cfg.max_rows)
     else:
         say(f"extracting held-out activations: {cfg.docs} test-split documents of {cfg.corpus!r}")
         target = next(iter(nlas.values())).target if nlas else load_target_cached(subj.model, cfg.device)
         data = _fve.heldout_from_corpus(target, subj.layer, cfg.corpus, cfg.docs, cfg.positions, seed=7 + cfg.seed)
+    subj.heldout_check = _fve.training_overlap(data.doc_ids, subj.trained_on)
+    scale, base, mean_dir = common_scale(nlas, subj)
     rows = []
+    if mean_dir is not None:
+        rows.append(_fve.mean_direction_reconstruction(mean_dir, data, scale, base).summary())
     for name, nla in nlas.items():
         for shuffled in ((False, True) if cfg.floors else (False,)):
             say(f"reconstruction: {name}{' (shuffled floor)' if shuffled else ''} on {len(data.vectors)} activations")
-            rows.append(_fve.nla_reconstruction(nla, data, name, shuffled, cfg.temperature, cfg.max_new_tokens,
+            rows.append(_fve.nla_reconstruction(nla, data, name, base, shuffled, cfg.temperature, cfg.max_new_tokens,
                                                 seed=cfg.seed).summary())
     if subj.sae is not None:
-        first = next(iter(nlas.values()), None)
-        scale = first.ar.meta.mse_scale if first else default_mse_scale(subj.sae.d_model)
-        base = first.ar.meta.fve_baseline() if first else _sae_baseline(subj.sae)
         say("reconstruction: sae")
-        rows.append(_fve.sae_reconstruction(subj.sae, data, scale, base).summary())
+        rows += [r.summary() for r in _fve.sae_reconstruction(subj.sae, data, scale, base)]
     df = pd.DataFrame(rows)
     df["data"] = data.source
-    df["train_s"] = [subj.train_seconds.get(c) for c in df["checkpoint"]]
+    df["train_s"] = [None if e in ("constant", "sae-decoder", "nla-shuffled") else subj.train_seconds.get(c)
+                     for e, c in zip(df["explainer"], df["checkpoint"])]
+    df["b_rv"] = base
     return df
 
 
+def common_scale(nlas: dict, subj: Subjects) -> tuple[float, float, Any]:
+    """(mse_scale, B_rv, mean direction) shared by every row: the first NLA's AR sidecar (a warning when another
+    NLA's differs), or for an SAE-only run the values SAE training recorded."""
+    from nla_audit.metrics import default_mse_scale
+
+    if not nlas:
+        return default_mse_scale(subj.sae.d_model), _sae_baseline(subj.sae), None
+    metas = {name: nla.ar.meta for name, nla in nlas.items()}
+    first_name, first = next(iter(metas.items()))
+    base = first.fve_baseline()
+    if base is None:
+        raise InputError(f"the AR of {first_name} has no baseline_rawvar in its sidecar, so fve_nrm is undefined",
+                         fix="use an AR exported by nla-audit training (it stores the training-set variance)")
+    for name, m in metas.items():
+        other = m.fve_baseline()
+        if other is None or abs(other - base) > 0.01 * base or m.mse_scale != first.mse_scale:
+            subj.warnings.append(f"{name}'s AR sidecar has B_rv {other} / mse_scale {m.mse_scale}, {first_name}'s "
+                                 f"{base:.4f} / {first.mse_scale}; every row uses {first_name}'s")
+    return float(first.mse_scale), float(base), first.mean_direction
+
+
 def _sae_baseline(sae) -> float:
-    """B_rv for an SAE-only bench: the training-set variance SAE training recorded."""
+    """B_rv for an SAE-only bench: the training-set variance SAE training recorded in its metrics.json."""
     import json
 
-    m = json.loads((Path(sae.source) / "metrics.json").read_text())
-    return float(m["baseline_rawvar"])
+    from nla_audit.baselines.sae import METRICS_NAME
+
+    path = Path(sae.source) / METRICS_NAME
+    try:
+        return float(json.loads(path.read_text())["baseline_rawvar"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(f"{path} does not record baseline_rawvar, so an SAE-only fve_nrm is undefined",
+                         fix="pass an --nla as well, or an SAE trained by nla-audit sae train") from None
 
 
 def eval_rows(cfg: BenchConfig, subj: Subjects, log_dir: str, say):
@@ -279,10 +338,17 @@ def _seconds(log) -> float:
 def run_info(cfg: BenchConfig, subj: Subjects, recon, seconds: float) -> dict:
     import torch
 
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    grader = {"embed": "embed (offline embedding proxy, all-MiniLM-L6-v2; not the paper's Claude grader)",
+              "model": f"model ({cfg.grader_model})", "both": f"embed + model ({cfg.grader_model})"}[cfg.grader]
     return {"site": f"{subj.model} layer {subj.layer}", "data": recon["data"].iloc[0] if len(recon) else "",
+            "heldout_check": subj.heldout_check,
+            "b_rv": float(recon["b_rv"].iloc[0]) if len(recon) else float("nan"),
             "decoding": "greedy" if cfg.temperature == 0 else f"temperature {cfg.temperature}, seed {cfg.seed}",
             "max_new_tokens": cfg.max_new_tokens, "limit": cfg.limit, "tasks": list(cfg.tasks),
-            "grader": cfg.grader, "warnings": list(subj.warnings), "minutes": seconds / 60,
+            "grader": grader, "warnings": list(subj.warnings), "minutes": seconds / 60, "device": device,
+            "checkpoints": {name: f"{av} + {ar}" for name, av, ar in subj.nla}
+                           | ({"sae": subj.sae.source} if subj.sae is not None else {}),
             "machine": f"{os.cpu_count()} cores ({platform.machine()}), "
                        f"{'GPU ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}, "
                        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
@@ -294,17 +360,19 @@ def run_info(cfg: BenchConfig, subj: Subjects, recon, seconds: float) -> dict:
 def append_benchmarks(path: Path, headline: list[str], info: dict, out: Path) -> None:
     """Append the headline table (atomically: the old file stays whole if anything fails)."""
     from nla_audit.atomic import atomic_write_text
+    from nla_audit.evals._report import FOOTNOTE
 
     old = path.read_text(encoding="utf-8") if path.exists() else (
         "# Benchmarks\n\nEvery entry is appended by a script or command; rerun it to reproduce.\n")
-    block = ["", "### nla-audit bench: NLA vs SAE with floors and ceilings (issue 6)", "",
+    block = ["", "### nla-audit bench: NLA vs SAE with floors and ceilings", "",
              f"- command: `{info['command']}`", f"- machine: {info['machine']}", f"- date: {info['date']}",
-             f"- site: {info['site']}; held-out: {info['data']}; AV decoding {info['decoding']}; "
-             f"eval items per group: {info['limit'] or 'all'}; grader: {info['grader']} "
-             f"({'offline embedding proxy' if info['grader'] == 'embed' else 'model grader'}); "
-             f"run took {info['minutes']:.1f} min", ""]
+             f"- site: {info['site']}; checkpoints: " + "; ".join(f"{k} = `{v}`" for k, v in info["checkpoints"].items()),
+             f"- held-out: {info['data']}; {info['heldout_check']}",
+             f"- AV decoding {info['decoding']}, max_new_tokens {info['max_new_tokens']}; eval items per group: "
+             f"{info['limit'] or 'all'}; grader: {info['grader']}; run took {info['minutes']:.1f} min", ""]
     block += headline
-    block += [""] + [f"- warning: {w}" for w in info["warnings"]]
+    block += ["", f"- {FOOTNOTE.format(b_rv=info['b_rv'], device=info['device'])}"]
+    block += [f"- warning: {w}" for w in info["warnings"]]
     block += [f"- full report: `{out}/report.md` (tables with every grader and group, PNGs, results.parquet, logs)", ""]
     atomic_write_text(path, old.rstrip("\n") + "\n" + "\n".join(block) + "\n")
 
@@ -320,6 +388,7 @@ def register(sub) -> None:
     p.add_argument("--references", default="probe,text", help="ceilings/readers run once: probe,text (or 'none')")
     p.add_argument("--no-floor", action="store_true", help="skip the shuffled-activation floors")
     p.add_argument("--data", default=None, help="held-out activation parquet (default: test split of --corpus)")
+    p.add_argument("--max-rows", type=int, default=None, help="at most N rows of --data")
     p.add_argument("--corpus", default="default", help="corpus whose test split is the held-out data")
     p.add_argument("--docs", type=int, default=60, help="held-out documents to extract (default 60)")
     p.add_argument("--positions", type=int, default=2, help="positions per held-out document (default 2)")
@@ -354,7 +423,7 @@ def config_from_args(args) -> BenchConfig:
     grader = {"claude": "model"}.get(args.grader, args.grader)
     return BenchConfig(nla=tuple(tuple(x) for x in args.nla) or None, sae=None if args.sae.lower() == "none" else args.sae,
                        tasks=names(args.tasks), references=names(args.references), floors=not args.no_floor,
-                       data=args.data, corpus=args.corpus, docs=args.docs, positions=args.positions,
+                       data=args.data, max_rows=args.max_rows, corpus=args.corpus, docs=args.docs, positions=args.positions,
                        limit=args.limit or None, probe_train=args.probe_train, temperature=args.temperature,
                        max_new_tokens=args.max_new_tokens, grader=grader,
                        grader_model=args.grader_model if grader != "embed" else None, seed=args.seed,

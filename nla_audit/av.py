@@ -117,12 +117,15 @@ class ActivationVerbalizer:
                  top_p: float = 1.0, batch_size: int = 16, seed: int | None = None) -> list[list[int]]:
         """Response token ids (no prompt) per vector, generated in batches with the vector injected."""
         v = validate_vectors(vectors, self.d_model)
-        if seed is not None:
-            torch.manual_seed(seed)
         out: list[list[int]] = []
-        for i in range(0, len(v), batch_size):
-            out.extend(self._generate_batch(v[i:i + batch_size], [self.prompt_ids] * len(v[i:i + batch_size]),
-                                            max_new_tokens, temperature, top_p))
+        # a seeded call draws from a forked RNG: same seed + same rows → same text, and the caller's RNG is untouched
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            for i in range(0, len(v), batch_size):
+                out.extend(self._generate_batch(v[i:i + batch_size], [self.prompt_ids] * len(v[i:i + batch_size]),
+                                                max_new_tokens, temperature, top_p))
         return out
 
     def _generate_batch(self, v: torch.Tensor, prompts: list[list[int]], max_new_tokens: int, temperature: float,

@@ -26,7 +26,8 @@ class Explainer(Protocol):
 
 
 class NLAExplainer:
-    """The NLA's AV as an ``Explainer`` (greedy by default; seeded when it samples, so reruns agree)."""
+    """The NLA's AV as an ``Explainer`` (greedy by default; each sampled call is seeded, so the same rows in the
+    same batch give the same texts on a rerun)."""
 
     name = "nla"
 

@@ -130,8 +130,9 @@ def cost(run: RunDir, device: str, parents: tuple = ()) -> dict:
     """The training-cost fields of a checkpoint sidecar: this stage's wall time and the total including the
     checkpoints it started from (``parents``: their sidecars), so a benchmark can report what an NLA cost."""
     own = run.wall_time_s()
-    prior = sum(float((p.training or {}).get("total_wall_time_s", 0.0)) for p in parents)
-    return {"device": str(device), "wall_time_s": own, "total_wall_time_s": round(own + prior, 1)}
+    prior = [(p.training or {}).get("total_wall_time_s") for p in parents]
+    total = None if any(t is None for t in prior) else round(own + sum(float(t) for t in prior), 1)
+    return {"device": str(device), "wall_time_s": own, "total_wall_time_s": total}  # None: a parent's is unknown
 
 
 def data_order(n: int, seed: int, step: int, batch_size: int) -> np.ndarray:

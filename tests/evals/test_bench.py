@@ -61,22 +61,26 @@ def test_bench_writes_a_complete_report(tiny_nla, tiny_sae, tiny_acts, tmp_path)
     assert list((out / "logs").glob("*.eval"))
     df = pd.read_parquet(out / "results.parquet")
     recon = df[df["task"] == "reconstruction"]
-    assert set(recon["explainer"]) == {"nla", "nla-shuffled", "sae"}
+    assert set(recon["explainer"]) == {"constant", "nla", "nla-shuffled", "sae", "sae-decoder"}
     ev = df[(df["task"] == "classification") & (df["group"] == "all")]
     assert set(ev["explainer"]) == {"nla", "nla-shuffled", "sae", "probe", "text"}
     assert df["score"].notna().all() and ((df["ci_low"] <= df["score"]) & (df["score"] <= df["ci_high"])).all()
-    sae_row = recon[recon["explainer"] == "sae"].iloc[0]
-    assert sae_row["score"] > 0 and sae_row["l0"] > 0  # a trained SAE reconstructs better than the mean
+    sae_row, dec_row = (recon[recon["explainer"] == e].iloc[0] for e in ("sae", "sae-decoder"))
+    assert dec_row["score"] > 0 and dec_row["l0"] > 0  # a trained SAE reconstructs better than the mean
+    assert sae_row["score"] <= dec_row["score"] + 1e-6 and sae_row["l0"] <= 8  # only the latents its text lists
+    assert recon["b_rv"].nunique() == 1
     assert recon[recon["explainer"] == "nla"].iloc[0]["train_s"] == 90.0
-    assert (recon["s_per_activation"] > 0).all()
+    assert (recon.loc[recon["explainer"] != "constant", "s_per_activation"] > 0).all()
 
     text = bench_md.read_text()
     assert text.startswith("# Benchmarks\n\nolder entry")  # appended, not overwritten
     table = [ln for ln in text.splitlines() if ln.startswith("| ")]
-    assert len(table) == 1 + 5  # header + nla, floor, sae, probe, text
+    assert len(table) == 1 + 7  # header + nla, floor, sae, sae-decoder, constant, probe, text
     assert all("nan" not in ln for ln in table)
     assert "1.5 min" in text and "warning" not in text.lower()  # the labelled SAE needs no warning
-    assert "## Headline" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "## Headline" in report
+    assert "8 of 8 held-out documents appear in the 1 training parquet(s)" in report  # the SAE trained on them
 
 
 def test_unlabelled_sae_is_flagged_in_the_report(tiny_nla, tiny_sae, tiny_acts, tmp_path):
@@ -145,3 +149,40 @@ def test_wall_time_sums_resumed_sessions(tmp_path):
     for step, t in ((1, 10.0), (2, 20.0), (3, 5.0), (4, 12.5)):  # a resume after step 2 restarts the clock
         run.log({"step": step, "elapsed_s": t})
     assert math.isclose(run.wall_time_s(), 32.5)
+
+
+def test_out_folder_that_is_not_a_report_is_refused(tiny_nla, tiny_acts, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    cfg = BenchConfig(nla=(("tiny", *tiny_nla),), sae=None, tasks=(), data=str(tiny_acts[2]),
+                      out=str(tmp_path / "mine"), benchmarks=None)
+    with pytest.raises(InputError, match="not an nla-audit bench report"):
+        run_bench(cfg, progress=False)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_tasks_all_expands_and_max_rows_caps(tiny_nla, tiny_acts, tmp_path, monkeypatch):
+    import nla_audit.evals.cli as cli
+
+    seen = []
+    monkeypatch.setattr(cli, "run_tasks", lambda names, sets, log_dir: seen.extend(names) or [])
+    cfg = BenchConfig(nla=(("tiny", *tiny_nla),), sae=None, tasks=("all",), data=str(tiny_acts[2]), max_rows=3,
+                      max_new_tokens=3, out=str(tmp_path / "r"), benchmarks=None)
+    out = run_bench(cfg, progress=False)
+    assert seen == ["classification", "suffix_prediction", "user_modeling", "cot_hints"]
+    df = pd.read_parquet(out / "results.parquet")
+    assert (df.loc[df["explainer"] == "nla", "n"] == 3).all()
+
+
+def test_derangement_and_floor_size(tiny_nla):
+    import torch
+
+    from nla_audit.evals._fve import Heldout, derangement, nla_reconstruction
+    from nla_audit.nla import NLA
+
+    for n in (2, 3, 17):
+        d = derangement(n, seed=n)
+        assert sorted(d.tolist()) == list(range(n)) and bool((d != torch.arange(n)).all())
+    nla = NLA.load(*tiny_nla, dtype="float32")
+    with pytest.raises(InputError, match="at least 2"):
+        nla_reconstruction(nla, Heldout(torch.randn(1, 64), ["d"], "one"), "tiny", 1.0, shuffled=True)
