@@ -227,7 +227,6 @@ def reconstruction_rows(cfg: BenchConfig, subj: Subjects, say):
     from nla_audit.evals import _fve
     from nla_audit.evals._runner import load_nla, load_target_cached
 
-    from nla_audit.metrics import default_mse_scale
 
     torch.manual_seed(cfg.seed)
     nlas = {name: load_nla(av, ar, cfg.device) for name, av, ar in subj.nla}
@@ -359,8 +358,9 @@ def run_info(cfg: BenchConfig, subj: Subjects, recon, seconds: float) -> dict:
 
 def append_benchmarks(path: Path, headline: list[str], info: dict, out: Path) -> None:
     """Append the headline table (atomically: the old file stays whole if anything fails)."""
-    from nla_audit.atomic import atomic_write_text
     from nla_audit.evals._report import FOOTNOTE
+
+    from nla_audit.atomic import atomic_write_text
 
     old = path.read_text(encoding="utf-8") if path.exists() else (
         "# Benchmarks\n\nEvery entry is appended by a script or command; rerun it to reproduce.\n")

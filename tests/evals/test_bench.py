@@ -162,7 +162,7 @@ def test_out_folder_that_is_not_a_report_is_refused(tiny_nla, tiny_acts, tmp_pat
 
 
 def test_tasks_all_expands_and_max_rows_caps(tiny_nla, tiny_acts, tmp_path, monkeypatch):
-    import nla_audit.evals.cli as cli
+    from nla_audit.evals import cli
 
     seen = []
     monkeypatch.setattr(cli, "run_tasks", lambda names, sets, log_dir: seen.extend(names) or [])
@@ -176,8 +176,8 @@ def test_tasks_all_expands_and_max_rows_caps(tiny_nla, tiny_acts, tmp_path, monk
 
 def test_derangement_and_floor_size(tiny_nla):
     import torch
-
     from nla_audit.evals._fve import Heldout, derangement, nla_reconstruction
+
     from nla_audit.nla import NLA
 
     for n in (2, 3, 17):
