@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cfg_path, yaml.safe_dump(config, sort_keys=False))
         self.metrics_path = self.path / "metrics.jsonl"
+        self._clock, self._prior_s = time.perf_counter(), 0.0  # wall time of this session, and of earlier ones
 
     # ---------------------------------------------------------------------------------------- state
     def save(self, step: int, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
@@ -67,10 +69,13 @@ class RunDir:
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
         self.truncate_metrics(state["step"])
+        self._prior_s = wall_time_s(self.records())
         return state
 
     # ---------------------------------------------------------------------------------------- metrics
     def log(self, record: dict[str, Any]) -> None:
+        """Append one step's record, stamped with ``wall_s``: wall time over every session of the run so far."""
+        record = {**record, "wall_s": round(self._prior_s + time.perf_counter() - self._clock, 1)}
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -115,8 +120,11 @@ class RunDir:
 
 
 def wall_time_s(records: list[dict]) -> float:
-    """Training wall time over every session of a run: each resume restarts ``elapsed_s`` from 0, so the total is
-    the sum of each session's last value (steps lost to a kill after the last checkpoint are not counted)."""
+    """Training wall time over every session of a run (steps lost to a kill after the last checkpoint are not
+    counted): the last record's ``wall_s`` stamp; for records written before stamps existed, each resume restarts
+    ``elapsed_s`` from 0, so the sum of each session's last value."""
+    if records and "wall_s" in records[-1]:
+        return float(records[-1]["wall_s"])
     total, last = 0.0, 0.0
     for r in records:
         t = float(r.get("elapsed_s", 0.0))

@@ -143,12 +143,14 @@ def test_bad_input_is_one_line(argv, needle, capsys, tmp_path, monkeypatch):
 
 
 def test_wall_time_sums_resumed_sessions(tmp_path):
-    from nla_audit.training.run import RunDir
+    from nla_audit.training.run import RunDir, wall_time_s
 
+    legacy = [{"step": s, "elapsed_s": t} for s, t in ((1, 10.0), (2, 20.0), (3, 5.0), (4, 12.5))]
+    assert math.isclose(wall_time_s(legacy), 32.5)  # unstamped records: a resume restarts elapsed_s
     run = RunDir(tmp_path / "r", {"steps": 3}, resume=False)
-    for step, t in ((1, 10.0), (2, 20.0), (3, 5.0), (4, 12.5)):  # a resume after step 2 restarts the clock
-        run.log({"step": step, "elapsed_s": t})
-    assert math.isclose(run.wall_time_s(), 32.5)
+    run._prior_s = 100.0  # as if an earlier session had run for 100 s
+    run.log({"step": 1, "elapsed_s": 500.0})  # elapsed_s larger than before: the stamp is what counts
+    assert 100.0 <= run.wall_time_s() < 160.0
 
 
 def test_out_folder_that_is_not_a_report_is_refused(tiny_nla, tiny_acts, tmp_path):
