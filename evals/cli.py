@@ -58,8 +58,8 @@ def params(args, explainer: str) -> dict:
     grader = {"claude": "model", "both": "both"}.get(args.grader, "embed")
     out = {"av": args.av, "ar": args.ar, "explainer": explainer, "grader": grader, "n": args.limit,
            "probe_train": args.probe_train, "seed": args.seed, "model": args.model, "layer": args.layer,
-           "sae": args.sae, "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "batch_size": args.batch_size,
-           "label": args.label, "device": args.device, "allow_base": args.allow_base}
+           "sae": args.sae, "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
+           "batch_size": args.batch_size, "label": args.label, "device": args.device, "allow_base": args.allow_base}
     if grader != "embed" and explainer != "probe":
         out["grader_model"] = args.grader_model
     return {k: v for k, v in out.items() if v is not None}
