@@ -14,50 +14,20 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def bootstrap_ci(x, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    import numpy as np
-
-    x = np.asarray(x)
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
-def held_out_vectors(n_docs: int, positions: int, target, tmp: str):
-    """Extract the default corpus's test-split documents only."""
-    from nla_audit.corpus import iter_documents
-    from nla_audit.extract import ExtractConfig, extract_activations
-    from nla_audit.split import DEFAULT_FRACTIONS, assign_split
-    from nla_audit.vectors import read_vectors
-
-    corpus = os.path.join(tmp, "test.jsonl")
-    with open(corpus, "w") as f:
-        k = 0
-        for d in iter_documents("default"):
-            if assign_split(d.id, dict(DEFAULT_FRACTIONS), 42) == "test":
-                f.write(json.dumps({"id": d.id, "text": d.text}) + "\n")
-                k += 1
-                if k >= n_docs:
-                    break
-    out = os.path.join(tmp, "test.parquet")
-    extract_activations(ExtractConfig(out=out, corpus=corpus, positions_per_doc=positions, min_position=10, seed=7),
-                        target=target, progress=False)
-    return read_vectors(out, ["doc_id", "n_raw_tokens", "detokenized_text_truncated"])
-
-
 def run_cost(run_dir: Path) -> str:
+    from nla_audit.training.run import wall_time_s
+
     m = run_dir / "metrics.jsonl"
     if not m.exists():
         return "n/a"
     recs = [json.loads(x) for x in m.read_text().splitlines() if x.strip()]
-    return f"{recs[-1]['step']} steps, {recs[-1].get('elapsed_s', 0) / 60:.0f} min (last session segment)"
+    return f"{recs[-1]['step']} steps, {wall_time_s(recs) / 60:.0f} min over all sessions of this stage"
 
 
 def main() -> None:
@@ -71,17 +41,17 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-
     from _common import append
+    from nla_audit.evals._fve import bootstrap_ci, heldout_from_corpus
+    from nla_audit.training.teacher import OfflineTeacher
+
     from nla_audit.metrics import cosine, mse_nrm
     from nla_audit.nla import NLA
-    from nla_audit.training.teacher import OfflineTeacher
 
     lines, results = [], {}
     nla0 = NLA.load(args.pair[0][1], args.pair[0][2], dtype="float32")
-    with tempfile.TemporaryDirectory() as tmp:
-        vecs, cols = held_out_vectors(args.docs, args.positions, nla0.target, tmp)
-    v = torch.from_numpy(vecs.copy())
+    held = heldout_from_corpus(nla0.target, nla0.layer, "default", args.docs, args.positions)
+    v, cols = held.vectors, {"doc_id": held.doc_ids, "detokenized_text_truncated": held.texts}
     n = len(v)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
     lines.append(f"- held-out: {n} activations from {len(set(cols['doc_id']))} test-split documents of the default "
@@ -108,8 +78,6 @@ def main() -> None:
                               "mse": mse.mean().item(), "failed": fail, "examples": [e.text for e in expl[:3]]}
         # what the AR does with the offline teacher's explanation of the same position (text-side reference)
         teacher = OfflineTeacher(nla0.target)
-        from nla_audit.corpus import tokenize_document  # noqa: F401  (teacher re-tokenizes the prefixes)
-
         tok = nla0.target.tokenizer
         docs = [(tok(t, add_special_tokens=True)["input_ids"], [len(tok(t, add_special_tokens=True)["input_ids"]) - 1])
                 for t in cols["detokenized_text_truncated"]]

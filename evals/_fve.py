@@ -33,6 +33,7 @@ class Heldout:
     vectors: torch.Tensor  # [n, d] float32, raw activations
     doc_ids: list[str]
     source: str  # human-readable description for reports
+    texts: list[str] = field(default_factory=list)  # the text up to and including each explained token
 
 
 @dataclass
@@ -68,20 +69,29 @@ def bootstrap_ci(x: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[floa
 
 
 # ------------------------------------------------------------------------------------------------ data
+def _read(path: str, max_rows: int | None, empty: InputError, source: str) -> Heldout:
+    """Vectors, doc ids and texts of an activation parquet (the first ``max_rows``); ``empty`` if none."""
+    from nla_audit.vectors import read_vectors
+
+    vecs, cols = read_vectors(path, ["doc_id", "detokenized_text_truncated"])
+    vecs = vecs[:max_rows]
+    if len(vecs) == 0:
+        raise empty
+    ids = list(cols["doc_id"][:len(vecs)])
+    return Heldout(torch.from_numpy(np.array(vecs, dtype=np.float32)), ids,
+                   f"{len(vecs)} activations of {len(set(ids))} {source}",
+                   list(cols["detokenized_text_truncated"][:len(vecs)]))
+
+
 def heldout_from_parquet(path: str, model: str, layer: int, max_rows: int | None = None) -> Heldout:
     """Rows of an extracted activation parquet, refused when its sidecar names another site."""
     from nla_audit.baselines.sae import check_same_site
     from nla_audit.sidecar import read_dataset_sidecar
-    from nla_audit.vectors import read_vectors
 
     check_same_site((model, layer), read_dataset_sidecar(path))
-    vecs, cols = read_vectors(path, ["doc_id"])
-    if max_rows is not None:
-        vecs, cols["doc_id"] = vecs[:max_rows], cols["doc_id"][:max_rows]
-    if len(vecs) == 0:
-        raise InputError(f"{path} holds no activations", expected="a non-empty parquet from nla-audit extract")
-    return Heldout(torch.from_numpy(np.array(vecs, dtype=np.float32)), list(cols["doc_id"]),
-                   f"{len(vecs)} activations of {len(set(cols['doc_id']))} documents from {os.path.basename(path)}")
+    return _read(path, max_rows, InputError(f"{path} holds no activations",
+                                            expected="a non-empty parquet from nla-audit extract"),
+                 f"documents from {os.path.basename(path)}")
 
 
 def heldout_from_corpus(target: Any, layer: int, corpus: str, n_docs: int, positions: int, seed: int = 7) -> Heldout:
@@ -106,18 +116,9 @@ def heldout_from_corpus(target: Any, layer: int, corpus: str, n_docs: int, posit
         out = os.path.join(tmp, "test.parquet")
         extract_activations(ExtractConfig(out=out, corpus=path, layer=layer, positions_per_doc=positions,
                                           min_position=10, seed=seed), target=target, progress=False)
-        return _read(out, corpus, k)
-
-
-def _read(path: str, corpus: str, n_docs: int) -> Heldout:
-    from nla_audit.vectors import read_vectors
-
-    vecs, cols = read_vectors(path, ["doc_id"])
-    if len(vecs) == 0:
-        raise InputError(f"no activations from the {n_docs} test-split documents of {corpus!r} (all too short?)",
-                         fix="use a corpus with longer documents, more --docs, or --data PARQUET")
-    return Heldout(torch.from_numpy(np.array(vecs, dtype=np.float32)), list(cols["doc_id"]),
-                   f"{len(vecs)} activations of {len(set(cols['doc_id']))} test-split documents of corpus {corpus!r}")
+        empty = InputError(f"no activations from the {k} test-split documents of {corpus!r} (all too short?)",
+                           fix="use a corpus with longer documents, more --docs, or --data PARQUET")
+        return _read(out, None, empty, f"test-split documents of corpus {corpus!r}")
 
 
 def training_overlap(doc_ids: list[str], trained_on: list[str]) -> str:

@@ -102,6 +102,7 @@ class Subjects:
 
 def resolve_subjects(cfg: BenchConfig) -> Subjects:
     """Read sidecars (no weights for the NLA) and refuse mixed sites before anything expensive runs."""
+    from nla_audit.baselines.sae import _model_key
     from nla_audit.checkpoint import read_sidecar, resolve_checkpoint
 
     nla, notes = list(cfg.nla or ()), []
@@ -120,7 +121,7 @@ def resolve_subjects(cfg: BenchConfig) -> Subjects:
         sites[name] = (model, int(ar_meta.layer_index))
         costs[name] = pair_training_seconds(av_meta, ar_meta)
         trained += list(av_meta.trained_on) + list(ar_meta.trained_on)
-    if len({(_key(m), k) for m, k in sites.values()}) > 1:
+    if len({(_model_key(m), k) for m, k in sites.values()}) > 1:
         raise InputError(f"the NLAs read different sites: {sites}", expected="every --nla on one model and layer")
     subj = Subjects(nla=nla, model="", layer=-1, train_seconds=costs, warnings=notes, trained_on=trained)
     if sites:
@@ -130,10 +131,6 @@ def resolve_subjects(cfg: BenchConfig) -> Subjects:
     for name, secs in cfg.train_time:
         subj.train_seconds[name] = float(secs)
     return subj
-
-
-def _key(model: str) -> str:
-    return str(model).rstrip("/").rsplit("/", 1)[-1].lower()
 
 
 def _attach_sae(subj: Subjects, cfg: BenchConfig) -> None:
