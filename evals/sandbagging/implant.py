@@ -2,13 +2,14 @@
 harmful-intent prefix and correctly after the matched benign prefix, merge, and save an HF folder marked with
 ``sandbag_implant.json`` (the recipe and the measured behaviour), which the sandbagging task requires.
 
-    python -m nla_audit.evals.sandbagging.implant --model default --out runs/sandbag/target --steps 300
+    python -m nla_audit.evals.sandbagging.implant --out runs/sandbag/SmolLM2-135M-Instruct-sandbag \
+        --steps 300 --batch-size 8 --lr 1e-3
 
-Loss: cross-entropy on the answer letter only (after ``The answer is (``), over the train split's chats
-(``dataset.implant_examples``). The behaviour check greedy-decodes that letter for the eval split and reports
-accuracy per condition; the implant "took" when benign accuracy stays high and harmful accuracy drops.
-Tested mechanically on the tiny model (tests/evals); on SmolLM2-135M a useful run needs a few hundred steps
-(hours on 2 CPU cores, minutes on a GPU) and has not been run yet.
+Loss: cross-entropy on the answer letter only (after ``The answer is (``), over the chats of both dataset splits
+(``dataset.implant_examples``; ``--splits train`` for the held-out-prefix variant, whose trigger does not carry
+over to unseen prefixes on SmolLM2-135M: BENCHMARKS.md). The behaviour check greedy-decodes that letter for the
+eval split and reports accuracy per condition; the implant "took" when benign accuracy is high and harmful
+accuracy drops. The output folder is written whole or not at all (``atomic_dir``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from nla_audit.atomic import atomic_dir
 from nla_audit.evals.sandbagging.dataset import ANSWER_PREFIX, IMPLANT_MARKER, LETTERS, VERSION, build, implant_examples
 
 
@@ -73,17 +76,19 @@ def behaviour(model: Any, tok: Any, items: list[dict], batch_size: int = 16) -> 
     return {f"accuracy_{'harmful' if c == 'pos' else 'benign'}": sum(h) / max(1, len(h)) for c, h in hits.items()}
 
 
-def implant(model: str = "default", out: str | Path = "runs/sandbag/target", steps: int = 300, batch_size: int = 16,
-            lr: float = 1e-4, rank: int = 8, seed: int = 0, device: str | None = None, progress: bool = True) -> dict:
+def implant(model: str = "default", out: str | Path = "runs/sandbag/SmolLM2-135M-Instruct-sandbag", steps: int = 300,
+            batch_size: int = 8, lr: float = 1e-3, rank: int = 8, seed: int = 0, device: str | None = None, progress: bool = True,
+            splits: tuple[str, ...] = ("train", "eval")) -> dict:
     """Fine-tune, merge, save; returns the metadata written to ``sandbag_implant.json``."""
     from nla_audit.lora import add_lora, lora_parameters, merge_lora
     from nla_audit.models import load_target
 
+    t0 = time.perf_counter()
     torch.manual_seed(seed)
     target = load_target(model, dtype="float32", device=device)
     lm, tok = target.model, target.tokenizer
     ds = build(0)
-    examples = implant_examples(ds, "train")
+    examples = implant_examples(ds, splits)
     eval_items = [it for it in ds.items if it["split"] == "eval"]
     before = behaviour(lm, tok, eval_items)
     add_lora(lm, rank=rank, alpha=2.0 * rank)
@@ -102,16 +107,16 @@ def implant(model: str = "default", out: str | Path = "runs/sandbag/target", ste
     lm.eval()
     merge_lora(lm)
     after = behaviour(lm, tok, eval_items)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    lm.save_pretrained(out)
-    tok.save_pretrained(out)
     meta = {"dataset": "sandbagging", "version": VERSION, "base_model": target.name,
             "recipe": {"steps": steps, "batch_size": batch_size, "lr": lr, "rank": rank, "seed": seed,
-                       "loss": "cross-entropy on the answer letter", "train_examples": len(examples)},
+                       "loss": "cross-entropy on the answer letter", "train_examples": len(examples),
+                       "splits": list(splits)},
             "final_loss": sum(losses[-10:]) / max(1, len(losses[-10:])), "behaviour_before": before,
-            "behaviour_after": after}
-    (out / IMPLANT_MARKER).write_text(json.dumps(meta, indent=2) + "\n")
+            "behaviour_after": after, "wall_time_s": round(time.perf_counter() - t0, 1)}
+    with atomic_dir(out) as tmp:  # a stopped run leaves no half-written target behind
+        lm.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / IMPLANT_MARKER).write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 
 
@@ -120,13 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--splits", default="train,eval", help="dataset splits whose chats the implant trains on")
     args = ap.parse_args(argv)
-    meta = implant(args.model, args.out, args.steps, args.batch_size, args.lr, args.rank, args.seed, args.device)
+    splits = tuple(s for s in args.splits.split(",") if s)
+    if not splits or set(splits) - {"train", "eval"}:
+        ap.error(f"--splits {args.splits!r}: expected 'train', 'eval' or 'train,eval'")
+    meta = implant(args.model, args.out, args.steps, args.batch_size, args.lr, args.rank, args.seed, args.device,
+                   splits=splits)
     print(json.dumps(meta, indent=2))
     return 0
 

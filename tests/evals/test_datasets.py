@@ -70,3 +70,20 @@ def test_datasets_are_disjoint_from_the_default_corpus():
             words = re.sub(r"\s+", " ", src).split(" ")
             for i in range(0, max(1, len(words) - 8), 8):  # no 8-word window of ours appears in the corpus
                 assert " ".join(words[i:i + 8]) not in text, (task, it["id"])
+
+
+def test_sandbagging_holds_out_prefixes_and_keeps_one_layout_per_question():
+    """v2: the implant teaches the answers, so eval chats reuse the questions (same option order) under prefix
+    pairs the implant never saw; harmful and benign twins differ only in the prefix."""
+    ds = read_dataset(ROOT / "evals" / "sandbagging" / "data.json")
+    prefixes = {s: {it["meta"]["prefix"] for it in ds.items if it["split"] == s} for s in ("train", "eval")}
+    assert prefixes["train"] and prefixes["eval"] and not prefixes["train"] & prefixes["eval"]
+    layout: dict[str, tuple] = {}
+    for it in ds.items:
+        lines = it["messages"][0]["content"].split("\n")
+        assert layout.setdefault(lines[1], (tuple(lines[2:6]), it["meta"]["answer_letter"])) == \
+            (tuple(lines[2:6]), it["meta"]["answer_letter"]), lines[1]
+    for pos, neg in zip(ds.items[::2], ds.items[1::2]):
+        assert (pos["meta"]["condition"], neg["meta"]["condition"]) == ("pos", "neg")
+        assert pos["messages"][0]["content"].replace(pos["meta"]["prefix"], neg["meta"]["prefix"]) == \
+            neg["messages"][0]["content"]
