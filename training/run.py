@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,10 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cfg_path, yaml.safe_dump(config, sort_keys=False))
         self.metrics_path = self.path / "metrics.jsonl"
+        id_path = self.path / "run_id"  # names this run in checkpoint lineages (``cost``); kept across resumes
+        if not id_path.exists():
+            atomic_write_text(id_path, f"{self.path.name}-{uuid.uuid4().hex[:8]}\n")
+        self.run_id = id_path.read_text().strip()
         self._clock, self._prior_s = time.perf_counter(), 0.0  # wall time of this session, and of earlier ones
 
     # ---------------------------------------------------------------------------------------- state
@@ -136,11 +141,27 @@ def wall_time_s(records: list[dict]) -> float:
 
 def cost(run: RunDir, device: str, parents: tuple = ()) -> dict:
     """The training-cost fields of a checkpoint sidecar: this stage's wall time and the total including the
-    checkpoints it started from (``parents``: their sidecars), so a benchmark can report what an NLA cost."""
+    checkpoints it started from (``parents``: their sidecars), so a benchmark can report what an NLA cost.
+
+    ``stages`` maps every training run in the lineage to its wall time, and the total sums that map, so stages
+    two parents share (the AV and AR of one GRPO run, both started from the same SFT runs) count once. Parents
+    written before the map existed contribute their total once per distinct value (the AV and AR of one run
+    carry the same total). A parent without any recorded time makes the total unknown (None).
+    """
     own = run.wall_time_s()
-    prior = [(p.training or {}).get("total_wall_time_s") for p in parents]
-    total = None if any(t is None for t in prior) else round(own + sum(float(t) for t in prior), 1)
-    return {"device": str(device), "wall_time_s": own, "total_wall_time_s": total}  # None: a parent's is unknown
+    stages: dict[str, float] = {}
+    unknown = False
+    for p in parents:
+        tr = p.training or {}
+        if tr.get("stages"):
+            stages.update({str(k): float(v) for k, v in tr["stages"].items()})
+        elif tr.get("total_wall_time_s") is not None:
+            stages.setdefault(f"total:{tr['total_wall_time_s']}", float(tr["total_wall_time_s"]))
+        else:
+            unknown = True
+    stages[run.run_id] = own
+    total = None if unknown else round(sum(stages.values()), 1)
+    return {"device": str(device), "wall_time_s": own, "total_wall_time_s": total, "stages": stages}
 
 
 def data_order(n: int, seed: int, step: int, batch_size: int) -> np.ndarray:

@@ -125,6 +125,28 @@ def test_pair_training_seconds():
     assert pair_training_seconds(NS(stage="sl", training={}), ar) is None
 
 
+def test_cost_counts_shared_stages_once(tmp_path):
+    """An RL run started from the AV and AR of an earlier RL run must not count that run's cost twice."""
+    from types import SimpleNamespace as NS
+
+    from nla_audit.training.run import RunDir, cost
+
+    av_sft = cost(RunDir(tmp_path / "av_sft", {}, False), "cpu")
+    ar_sft = cost(RunDir(tmp_path / "ar_sft", {}, False), "cpu")
+    av_sft["stages"] = {k: 100.0 for k in av_sft["stages"]}
+    ar_sft["stages"] = {k: 50.0 for k in ar_sft["stages"]}
+    rl_run = RunDir(tmp_path / "rl", {}, False)
+    rl = cost(rl_run, "cpu", (NS(training=av_sft), NS(training=ar_sft)))
+    assert math.isclose(rl["total_wall_time_s"], 150.0, abs_tol=1.0) and len(rl["stages"]) == 3
+    again = cost(RunDir(tmp_path / "rl2", {}, False), "cpu", (NS(training=rl), NS(training=rl)))
+    assert math.isclose(again["total_wall_time_s"], rl["total_wall_time_s"], abs_tol=1.0) and len(again["stages"]) == 4
+    legacy = {"total_wall_time_s": 400.0}  # sidecars from before the stage map: one lineage per distinct total
+    old = cost(RunDir(tmp_path / "rl3", {}, False), "cpu", (NS(training=legacy), NS(training=dict(legacy))))
+    assert math.isclose(old["total_wall_time_s"], 400.0, abs_tol=1.0)
+    assert cost(rl_run, "cpu", (NS(training={}),))["total_wall_time_s"] is None
+    assert RunDir(tmp_path / "rl", {}, False).run_id == rl_run.run_id  # the id survives reopening the run dir
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["bench", "--nla", "a", "/nonexistent/av", "/nonexistent/ar", "--no-append"], "nonexistent"),
     (["bench", "--tasks", "nope", "--sae", "none", "--no-append"], "unknown eval task"),

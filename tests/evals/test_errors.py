@@ -42,6 +42,14 @@ def test_sandbagging_needs_the_implanted_target(tiny_nla, capsys, tmp_path):
     assert code == 2 and "sandbag_implant.json" in err and "allow_base" in err
 
 
+def test_implant_refuses_unknown_splits(capsys, tmp_path):
+    from nla_audit.evals.sandbagging.implant import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path / "t"), "--splits", "test"])
+    assert exc.value.code == 2 and "--splits 'test'" in capsys.readouterr().err and not (tmp_path / "t").exists()
+
+
 def test_claude_grader_without_key(capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     code, _, err = _cli(["eval", "classification", "--explainer", "text", "--grader", "claude",
