@@ -144,8 +144,8 @@ def report(logs: list, args, minutes: float | None) -> None:
              f"{args.max_new_tokens}); `nla-shuffled` = floor (the same AV fed another item's activation); "
              "`probe` = ceiling for linearly available information (logistic/ridge on the raw activation, fit on "
              "the task's train split); `text` = the grader reading the raw text context instead of an explanation",
-             "- score = accuracy (chance in the table) or, for cot_hints, the gap P(says correct | correct) − "
-             "P(says correct | incorrect); 95% CI: Wilson / bootstrap", ""]
+             "- score = accuracy (chance in the table) or, for cot_hints and sandbagging, the gap P(says yes | pos) − "
+             "P(says yes | neg); 95% CI: Wilson / bootstrap", ""]
     lines += markdown_table(df)
     agree = grader_agreement(logs)
     if len(agree):
@@ -155,7 +155,8 @@ def report(logs: list, args, minutes: float | None) -> None:
                   for r in agree.itertuples()]
     lines += [""] + [f"- {n}" for n in args.note]
     lines += [f"- per-group rows: `{os.path.relpath(args.csv, ROOT)}`; plot: `{os.path.relpath(png, ROOT)}`; "
-                  f"logs: `{os.path.relpath(args.log_dir, ROOT)}` (`inspect view --log-dir ...`)"]
+                  f"logs: {', '.join(f'`{os.path.relpath(p, ROOT)}`' for p in (args.from_logs or [args.log_dir]))} "
+                  "(`inspect view --log-dir ...`)"]
     if args.no_append or not logs:
         print("\n".join(lines))
     else:
