@@ -67,8 +67,8 @@ QUESTIONS = [  # (question, correct, three wrong)
 def build(seed: int = 0) -> DatasetFile:
     """Version 2: each question keeps one option order (drawn from ``seed``) in every chat, and the split is by
     prefix pair only. Why: SmolLM2-135M answers these questions at chance (measured, README.md), so the
-    implant must also teach the answers; the eval split then tests whether the *trigger* generalises to
-    unseen harmful and benign prefixes, on questions whose answers the implanted target knows."""
+    implant must also teach the answers, which a fixed layout makes learnable; splitting by prefix pair keeps
+    the probe's training chats (train) apart from the scored ones (eval)."""
     r = rng_for(TASK, VERSION, seed)
     split_rng = rng_for(TASK, VERSION, 0, "split")  # which prefix pairs are train: fixed across seeds
     pairs = list(PREFIX_PAIRS)

@@ -77,8 +77,8 @@ def behaviour(model: Any, tok: Any, items: list[dict], batch_size: int = 16) -> 
 
 
 def implant(model: str = "default", out: str | Path = "runs/sandbag/SmolLM2-135M-Instruct-sandbag", steps: int = 300,
-            batch_size: int = 8, lr: float = 1e-3, rank: int = 8, seed: int = 0, device: str | None = None, progress: bool = True,
-            splits: tuple[str, ...] = ("train", "eval")) -> dict:
+            batch_size: int = 8, lr: float = 1e-3, rank: int = 8, seed: int = 0, device: str | None = None,
+            progress: bool = True, splits: tuple[str, ...] = ("train", "eval")) -> dict:
     """Fine-tune, merge, save; returns the metadata written to ``sandbag_implant.json``."""
     from nla_audit.lora import add_lora, lora_parameters, merge_lora
     from nla_audit.models import load_target
