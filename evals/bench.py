@@ -160,8 +160,14 @@ def _attach_sae(subj: Subjects, cfg: BenchConfig) -> None:
 
 
 def pair_training_seconds(av_meta: Any, ar_meta: Any) -> float | None:
-    """Wall time that produced an AV/AR pair: an RL AV's total already covers its AR (co-trained) and the SFT
-    checkpoints it started from; an SFT pair costs AV + AR. None when a sidecar does not record it."""
+    """Wall time that produced an AV/AR pair: every training run behind either checkpoint, once (their
+    ``training.stages``). Sidecars without that map: an RL AV's total already covers its AR (co-trained) and the
+    SFT checkpoints it started from; an SFT pair costs AV + AR. None when a sidecar does not record it."""
+    from nla_audit.training.run import lineage
+
+    if all((m.training or {}).get("stages") for m in (av_meta, ar_meta)):
+        stages, _ = lineage([av_meta.training, ar_meta.training])
+        return round(sum(stages.values()), 1)
     av_t, ar_t = (None if (m.training or {}).get("total_wall_time_s") is None else float(m.training["total_wall_time_s"])
                   for m in (av_meta, ar_meta))
     if av_meta.stage == "rl":

@@ -139,28 +139,33 @@ def wall_time_s(records: list[dict]) -> float:
     return round(total + last, 1)
 
 
-def cost(run: RunDir, device: str, parents: tuple = ()) -> dict:
-    """The training-cost fields of a checkpoint sidecar: this stage's wall time and the total including the
-    checkpoints it started from (``parents``: their sidecars), so a benchmark can report what an NLA cost.
-
-    ``stages`` maps every training run in the lineage to its wall time, and the total sums that map, so stages
-    two parents share (the AV and AR of one GRPO run, both started from the same SFT runs) count once. Parents
-    written before the map existed contribute their total once per distinct value (the AV and AR of one run
-    carry the same total). A parent without any recorded time makes the total unknown (None).
-    """
-    own = run.wall_time_s()
+def lineage(trainings: list[dict | None]) -> tuple[dict[str, float], bool]:
+    """The union of the training runs behind some checkpoints (their sidecars' ``training`` sections), as
+    run id → wall time, and whether every checkpoint recorded its time. Runs two checkpoints share (the AV and
+    AR of one GRPO run, both started from the same SFT runs) appear once. Sections written before the
+    ``stages`` map existed contribute their total once per distinct value (the AV and AR of one run carry the
+    same total)."""
     stages: dict[str, float] = {}
-    unknown = False
-    for p in parents:
-        tr = p.training or {}
+    complete = True
+    for tr in trainings:
+        tr = tr or {}
         if tr.get("stages"):
             stages.update({str(k): float(v) for k, v in tr["stages"].items()})
         elif tr.get("total_wall_time_s") is not None:
             stages.setdefault(f"total:{tr['total_wall_time_s']}", float(tr["total_wall_time_s"]))
         else:
-            unknown = True
+            complete = False
+    return stages, complete
+
+
+def cost(run: RunDir, device: str, parents: tuple = ()) -> dict:
+    """The training-cost fields of a checkpoint sidecar: this stage's wall time, the ``stages`` of its lineage
+    (``parents``: the sidecars it started from, see ``lineage``) and their total, so a benchmark can report
+    what an NLA cost. The total is None when a parent's time is unknown."""
+    own = run.wall_time_s()
+    stages, complete = lineage([p.training for p in parents])
     stages[run.run_id] = own
-    total = None if unknown else round(sum(stages.values()), 1)
+    total = round(sum(stages.values()), 1) if complete else None
     return {"device": str(device), "wall_time_s": own, "total_wall_time_s": total, "stages": stages}
 
 

@@ -123,6 +123,11 @@ def test_pair_training_seconds():
     assert pair_training_seconds(sft, ar) == 150.0
     assert pair_training_seconds(rl, ar) == 400.0  # RL's total already includes both SFT stages
     assert pair_training_seconds(NS(stage="sl", training={}), ar) is None
+    shared = {"a": 100.0, "b": 50.0, "rl": 250.0}  # with stage maps: an RL AV and its co-trained AR share runs
+    assert pair_training_seconds(NS(stage="rl", training={"stages": shared}),
+                                 NS(stage="sl", training={"stages": dict(shared)})) == 400.0
+    assert pair_training_seconds(NS(stage="sl", training={"stages": {"a": 100.0}}),
+                                 NS(stage="sl", training={"stages": {"b": 50.0}})) == 150.0
 
 
 def test_cost_counts_shared_stages_once(tmp_path):
