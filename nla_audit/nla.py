@@ -33,6 +33,7 @@ class ExplainedActivation:
     position: int | None = None
     token: str | None = None
     warning: str | None = None
+    best_of: int = 1  # > 1: the sample, of this many, whose AR reconstruction came closest to the activation
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,17 +89,31 @@ class NLA:
 
     # ------------------------------------------------------------------------------------------------
     def explain_vectors(self, vectors: Any, max_new_tokens: int = 150, temperature: float = 0.0,
-                        batch_size: int = 16, seed: int | None = None) -> list[ExplainedActivation]:
+                        batch_size: int = 16, seed: int | None = None, best_of: int = 1) -> list[ExplainedActivation]:
+        """One explanation per vector with its round-trip score.
+
+        ``best_of = k > 1`` samples k explanations per vector and keeps the one the AR reconstructs best: the AR
+        acts as a verifier, which an auditor holding the activation can always run. Its score is selected
+        against the activation itself, so it measures AV + selection, not one sample of the AV.
+        """
         v = validate_vectors(vectors, self.av.d_model)
-        expl = self.generator.explain(v, max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size, seed=seed)
+        if best_of < 1 or (best_of > 1 and temperature <= 0):
+            raise InputError(f"best_of = {best_of} with temperature {temperature}",
+                             expected="best_of >= 1, and temperature > 0 when best_of > 1 (greedy samples are identical)",
+                             fix="pass --temperature 0.7 with --best-of")
+        rows = v.repeat_interleave(best_of, dim=0)
+        expl = self.generator.explain(rows, max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size,
+                                      seed=seed)
         pred = self.ar.reconstruct([e.text for e in expl], batch_size=max(batch_size, 16))
-        mse = mse_nrm(pred, v, self.ar.meta.mse_scale)
-        cos = cosine(pred, v)
+        mse = mse_nrm(pred, rows, self.ar.meta.mse_scale)
+        keep = best_sample(mse, torch.tensor([e.ok for e in expl]), best_of)
+        mse, cos = mse[keep], cosine(pred[keep], v)
         base = self.ar.meta.fve_baseline()
         fve = fve_nrm(mse, base) if base is not None else None
         return [ExplainedActivation(explanation=e.text, ok=e.ok, truncated=e.truncated, mse_nrm=float(mse[i]),
                                     cos=float(cos[i]), fve_nrm=None if fve is None else float(fve[i]),
-                                    norm=float(v[i].norm()), warning=e.warning) for i, e in enumerate(expl)]
+                                    norm=float(v[i].norm()), warning=e.warning, best_of=best_of)
+                for i, e in enumerate(expl[j] for j in keep.tolist())]
 
     def document_activations(self, doc: Document, max_length: int = 2048) -> tuple[list[int], torch.Tensor]:
         from nla_audit.extract import text_activations
@@ -115,6 +130,15 @@ class NLA:
         tok = self.target.tokenizer
         return [ExplainedActivation(**{**r.to_dict(), "position": p, "token": tok.decode([ids[p]])})
                 for p, r in zip(pos, rows)]
+
+
+def best_sample(mse: torch.Tensor, ok: torch.Tensor, k: int) -> torch.Tensor:
+    """Flat index of the lowest-mse sample in each consecutive group of ``k``; tagged samples beat untagged ones
+    (a failed parse is never preferred to a well-formed explanation, whatever its score)."""
+    score = torch.where(ok, mse.float(), mse.float() + float("inf")).view(-1, k)
+    fallback = mse.float().view(-1, k)
+    pick = torch.where(ok.view(-1, k).any(dim=1), score.argmin(dim=1), fallback.argmin(dim=1))
+    return torch.arange(len(pick)) * k + pick
 
 
 def resolve_positions(spec: str | list[int], n_tokens: int) -> list[int]:

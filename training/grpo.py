@@ -14,7 +14,15 @@ Departures from the reference, on purpose:
   surrogate is kept in the code path and is exact for ``ppo_epochs > 1``);
 * KL uses the k3 estimator ``exp(r) − r − 1`` with ``r = log π_ref − log π`` (non-negative, low variance)
   instead of Miles' k1; the reference policy is the SFT AV, evaluated by swapping its LoRA factors in;
-* small groups and batches (CPU); LR warm-up then constant.
+* small groups and batches (CPU); LR warm-up then constant;
+* with ``ppo_epochs = 1`` the "old" log-probs are the detached current ones (ratio 1), saving a forward pass.
+
+Held-out curve (not in the reference's loop): with ``eval_data`` (a test-split activation parquet, e.g. the
+``base.test.parquet`` that datagen writes), every ``eval_every`` steps the AV explains ``eval_rows`` fixed
+held-out activations at ``eval_temperature`` with a fixed seed, the live AR scores every row (failed parses
+included, as ``benchmarks/fve.py`` does), and the same rows read their neighbour's activation for the floor.
+The per-step ``fve_nrm`` is on the training rollouts of that step (4 prompts: noisy); ``eval_fve_nrm`` is the
+number to watch. The eval draws from a forked RNG, so it never changes the training trajectory.
 """
 
 from __future__ import annotations
@@ -25,12 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nla_audit.av import parse_explanation
+from nla_audit.av import ActivationVerbalizer, parse_explanation
 from nla_audit.injection import av_prompt_ids, injecting
-from nla_audit.metrics import FAILED_REWARD, mse_nrm
+from nla_audit.metrics import FAILED_REWARD, fve_nrm, mse_nrm
 from nla_audit.models import resolve_dtype
 from nla_audit.progress import RateProgress
 from nla_audit.sidecar import read_dataset_sidecar, read_model_sidecar
@@ -63,6 +72,9 @@ class GRPOConfig:
     seed: int = 0
     save_every: int = 10
     eval_every: int = 50
+    eval_data: str | None = None
+    eval_rows: int = 32
+    eval_temperature: float = 0.7
     base_dtype: str = "bfloat16"
     device: str = "cpu"
 
@@ -71,11 +83,13 @@ class GRPOConfig:
 
         if self.group_size < 2:
             raise ConfigError(f"group_size = {self.group_size}", expected=">= 2 (advantages are relative to the group)")
-        for k in ("steps", "prompts_per_step", "max_new_tokens", "ppo_epochs", "save_every"):
+        for k in ("steps", "prompts_per_step", "max_new_tokens", "ppo_epochs", "save_every", "eval_every", "eval_rows"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"{k} = {getattr(self, k)}", expected="an integer >= 1")
         if self.temperature <= 0:
             raise ConfigError(f"temperature = {self.temperature}", expected="> 0 (GRPO needs sampled groups)")
+        if self.eval_temperature < 0:
+            raise ConfigError(f"eval_temperature = {self.eval_temperature}", expected=">= 0 (0 = greedy)")
 
 
 # ------------------------------------------------------------------------------------------ pure parts
@@ -183,6 +197,7 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
         for n in ref.ref:
             ref.ref[n] = state["extra"]["ref"][n]
     b_rv = ar_meta.fve_baseline() or 1.0
+    heldout = _heldout_vectors(cfg, layer, ar_meta.d_model) if cfg.eval_data else None
     t0 = time.perf_counter()
     with RateProgress("grpo", total=cfg.steps, enabled=progress, unit="steps") as bar:
         bar.advance(step)
@@ -193,22 +208,8 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
                 g["lr"] = lr_at(step, cfg.av_lr, cfg.warmup_steps)
             # ---- rollouts (sampled, vector injected)
             lm.eval()
-            ids0 = torch.tensor([prompt] * len(v))
-            with torch.no_grad(), injecting(lm, tokens, v, scale):
-                gen = lm.generate(input_ids=ids0, attention_mask=torch.ones_like(ids0), do_sample=True,
-                                  temperature=cfg.temperature, top_p=1.0, top_k=0, max_new_tokens=cfg.max_new_tokens,
-                                  pad_token_id=pad, eos_token_id=tok.eos_token_id)
-            responses, texts, ok, trunc = [], [], [], []
-            for row in gen[:, len(prompt):].tolist():
-                if tok.eos_token_id in row:
-                    row = row[: row.index(tok.eos_token_id) + 1]
-                    trunc.append(False)
-                else:
-                    trunc.append(True)
-                responses.append(row)
-                t, o = parse_explanation(tok.decode(row, skip_special_tokens=True))
-                texts.append(t)
-                ok.append(o)
+            responses, texts, ok, trunc = _rollouts(lm, tok, prompt, tokens, v, scale, cfg.temperature,
+                                                    cfg.max_new_tokens, pad)
             ar_ids, ar_mask = ar.encode(texts)
             too_long = (ar_mask.sum(1) > cfg.ar_max_length).tolist()
             with torch.no_grad():
@@ -219,7 +220,7 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
             ids, attn, lab = _sequences(tok, prompt, responses, pad)
             counts = lab[:, 1:].sum(1).tolist()
             with torch.no_grad(), injecting(lm, tokens, v, scale):
-                old_logp = token_logprobs(lm, ids, attn, lab)
+                old_logp = token_logprobs(lm, ids, attn, lab) if cfg.ppo_epochs > 1 else None
                 with ref:
                     ref_logp = token_logprobs(lm, ids, attn, lab)
             adv_tok = torch.repeat_interleave(adv, torch.tensor(counts))
@@ -227,7 +228,8 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
             for _ in range(cfg.ppo_epochs):
                 with injecting(lm, tokens, v, scale):
                     logp = token_logprobs(lm, ids, attn, lab)
-                pg = per_sample_mean(clipped_surrogate(logp, old_logp, adv_tok, cfg.clip_eps), counts).mean()
+                old = logp.detach() if old_logp is None else old_logp
+                pg = per_sample_mean(clipped_surrogate(logp, old, adv_tok, cfg.clip_eps), counts).mean()
                 kl = per_sample_mean(k3_kl(logp, ref_logp), counts).mean()
                 loss = pg + cfg.kl_coef * kl
                 av_opt.zero_grad(set_to_none=True)
@@ -251,13 +253,65 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
                    "failed_rate": 1 - completed.float().mean().item(), "ar_loss": ar_loss,
                    "fve_nrm": (1 - comp_mse.mean().item() / b_rv) if len(comp_mse) else None,
                    "mean_len": sum(len(r) for r in responses) / len(responses), "elapsed_s": time.perf_counter() - t0}
+            if heldout is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+                lm.eval()
+                rec.update(heldout_eval(ActivationVerbalizer(lm, tok, av_meta), ar, heldout, b_rv, cfg))
             run.log(rec)
             bar.advance(1, reward=rec["reward"], fve=rec["fve_nrm"] if rec["fve_nrm"] is not None else math.nan)
             if step % cfg.save_every == 0 or step == cfg.steps:
                 run.save(step, modules, opts, keep, extra={"ref": ref.ref})
                 _export(cfg, lm, ar_lm, head, av_meta, ar_meta, layer, step, cost(run, cfg.device, (av_meta, ar_meta)))
-                run.plot(("reward", "fve_nrm", "kl", "failed_rate"))
+                run.plot(("reward", "fve_nrm", "eval_fve_nrm", "eval_fve_nrm_shuffled", "kl", "failed_rate"))
     return Path(cfg.run_dir) / "av"
+
+
+def _rollouts(lm: Any, tok: Any, prompt: list[int], tokens: Any, v: torch.Tensor, scale: float, temperature: float,
+              max_new_tokens: int, pad: int) -> tuple[list[list[int]], list[str], list[bool], list[bool]]:
+    """One sampled explanation per row of ``v``: response ids (through EOS), parsed text, tag ok, truncated."""
+    ids0 = torch.tensor([prompt] * len(v))
+    with torch.no_grad(), injecting(lm, tokens, v, scale):
+        gen = lm.generate(input_ids=ids0, attention_mask=torch.ones_like(ids0), do_sample=True, temperature=temperature,
+                          top_p=1.0, top_k=0, max_new_tokens=max_new_tokens, pad_token_id=pad,
+                          eos_token_id=tok.eos_token_id)
+    responses, texts, ok, trunc = [], [], [], []
+    for row in gen[:, len(prompt):].tolist():
+        cut = tok.eos_token_id in row
+        row = row[: row.index(tok.eos_token_id) + 1] if cut else row
+        t, o = parse_explanation(tok.decode(row, skip_special_tokens=True))
+        responses.append(row)
+        texts.append(t)
+        ok.append(o)
+        trunc.append(not cut)
+    return responses, texts, ok, trunc
+
+
+def _heldout_vectors(cfg: GRPOConfig, layer: int, d_model: int) -> torch.Tensor:
+    """``eval_rows`` fixed rows (seeded choice) of the held-out parquet, checked against the NLA's site."""
+    from nla_audit.errors import InputError
+
+    meta = read_dataset_sidecar(cfg.eval_data)
+    ext = meta["extraction"]
+    if int(ext["layer_index"]) != layer or int(ext["d_model"]) != d_model:
+        raise InputError(f"eval_data {cfg.eval_data} is layer {ext['layer_index']}, d_model {ext['d_model']}",
+                         expected=f"layer {layer}, d_model {d_model} (the NLA's site)",
+                         fix="pass the test split of the data the RL parquet came from (datagen writes *.test.parquet)")
+    vecs, _ = read_vectors(cfg.eval_data)
+    rows = np.random.default_rng(cfg.seed).permutation(len(vecs))[: cfg.eval_rows]
+    return torch.from_numpy(vecs[np.sort(rows)].copy())
+
+
+@torch.no_grad()
+def heldout_eval(av: Any, ar: Any, gold: torch.Tensor, b_rv: float, cfg: GRPOConfig) -> dict[str, float]:
+    """Held-out fve_nrm of the live AV + AR, and its floor (each row explained from its neighbour's activation)."""
+    out: dict[str, float] = {}
+    for key, inp in (("eval_fve_nrm", gold), ("eval_fve_nrm_shuffled", torch.roll(gold, 1, dims=0))):
+        expl = av.explain(inp, max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,
+                          seed=cfg.seed if cfg.eval_temperature > 0 else None)
+        mse = mse_nrm(ar.reconstruct([e.text for e in expl]), gold, ar.meta.mse_scale)
+        out[key] = float(fve_nrm(mse, b_rv).mean())
+        if key == "eval_fve_nrm":
+            out["eval_failed_rate"] = sum(not e.ok for e in expl) / len(expl)
+    return out
 
 
 def _export(cfg, lm, ar_lm, head, av_meta, ar_meta, layer, step, spent: dict) -> None:

@@ -66,8 +66,10 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
         run_dir = root / "rl"
         resume = (run_dir / "checkpoint" / "state.pt").exists()
         _say(f"rl: {'resume' if resume else 'start'} → {cfg.rl_steps} steps")
+        heldout = data / "base.test.parquet"  # the test split datagen writes: the held-out curve during RL
         train_rl(GRPOConfig(data=str(data / "rl.parquet"), run_dir=str(run_dir), av=str(out["av"]), ar=str(out["ar"]),
-                            model=cfg.model, steps=cfg.rl_steps), resume=resume, progress=progress)
+                            model=cfg.model, steps=cfg.rl_steps, eval_data=str(heldout) if heldout.exists() else None),
+                 resume=resume, progress=progress)
         out = {"av": run_dir / "av", "ar": run_dir / "ar"}
     return out
 

@@ -22,7 +22,9 @@ from nla_audit.atomic import atomic_dir, atomic_write_text
 from nla_audit.errors import ConfigError
 
 CKPT = "checkpoint"
-RESUMABLE_KEYS = frozenset({"steps", "save_every", "eval_every"})
+# may change on resume: the length of the run, and what is logged (evals draw from a forked RNG, so they never
+# change the trajectory)
+RESUMABLE_KEYS = frozenset({"steps", "save_every", "eval_every", "eval_data", "eval_rows", "eval_temperature"})
 
 
 class RunDir:

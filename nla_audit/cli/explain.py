@@ -14,6 +14,9 @@ def add_nla_args(p) -> None:
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--best-of", type=int, default=1, metavar="K",
+                   help="sample K explanations per activation (needs --temperature > 0) and keep the one the AR "
+                        "reconstructs best")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default="auto")
     p.add_argument("--backend", default="transformers", choices=["transformers", "vllm"],
@@ -39,8 +42,11 @@ def sampling(args) -> dict:
 
     if args.max_new_tokens < 1 or args.batch_size < 1 or args.temperature < 0:
         raise InputError("--max-new-tokens and --batch-size must be >= 1 and --temperature >= 0")
+    if args.best_of < 1 or (args.best_of > 1 and args.temperature <= 0):
+        raise InputError(f"--best-of {args.best_of} with --temperature {args.temperature}",
+                         expected="--best-of >= 1, and --temperature > 0 when --best-of > 1", fix="add --temperature 0.7")
     return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "batch_size": args.batch_size,
-            "seed": args.seed}
+            "seed": args.seed, "best_of": args.best_of}
 
 
 def _document(args):
@@ -92,7 +98,7 @@ def run(args) -> int:
     if args.json:
         for r in rows:
             print(json.dumps({k: r.to_dict()[k] for k in ("position", "token", "explanation", "mse_nrm", "cos",
-                                                            "fve_nrm", "norm", "ok", "warning")}))
+                                                            "fve_nrm", "norm", "ok", "warning", "best_of")}))
     else:
         print_table(rows, title)
     if args.html:

@@ -6,7 +6,7 @@ import torch
 from nla_audit.ar import ActivationReconstructor, last_token_index
 from nla_audit.av import ActivationVerbalizer, foreign_script_fraction, parse_explanation, validate_vectors
 from nla_audit.errors import InputError, SidecarError
-from nla_audit.nla import NLA, resolve_positions
+from nla_audit.nla import NLA, best_sample, resolve_positions
 from tests.builders import build_tiny_nla
 
 
@@ -108,3 +108,27 @@ def test_export_full_roundtrip_matches_adapter_format(tiny_nla, tmp_path):
     assert [e.raw for e in full.av.explain(v, max_new_tokens=5)] == [e.raw for e in nla.av.explain(v, max_new_tokens=5)]
     texts = ["a b c", "hello there"]
     torch.testing.assert_close(full.ar.reconstruct(texts), nla.ar.reconstruct(texts), atol=1e-4, rtol=1e-4)
+
+
+def test_best_sample_prefers_low_mse_among_tagged():
+    mse = torch.tensor([0.5, 0.2, 0.9, 0.1, 0.3, 0.4])
+    ok = torch.tensor([True, True, True, False, False, False])
+    # group 0: the lowest of the tagged; group 1: none tagged, so the lowest overall
+    assert best_sample(mse, ok, 3).tolist() == [1, 3]
+    assert best_sample(torch.tensor([0.3, 0.1]), torch.tensor([True, False]), 2).tolist() == [0]
+
+
+def test_best_of_keeps_the_best_reconstruction(tiny_nla):
+    nla = NLA.load(*tiny_nla, dtype="float32")
+    v = torch.randn(2, nla.av.d_model)
+    one = nla.explain_vectors(v, max_new_tokens=4, temperature=1.0, seed=0, best_of=1)
+    many = nla.explain_vectors(v, max_new_tokens=4, temperature=1.0, seed=0, best_of=4)
+    assert len(many) == 2 and all(r.best_of == 4 for r in many)
+    # the seeded first candidate of each group is not the seeded single sample, so compare with all candidates
+    cands = nla.explain_vectors(v.repeat_interleave(4, dim=0), max_new_tokens=4, temperature=1.0, seed=0)
+    for i, r in enumerate(many):
+        group = cands[4 * i: 4 * i + 4]
+        assert r.mse_nrm == pytest.approx(min(c.mse_nrm for c in group if c.ok == r.ok), rel=1e-4)
+    assert len(one) == 2
+    with pytest.raises(InputError, match="temperature"):
+        nla.explain_vectors(v, best_of=3)  # greedy samples would all be the same

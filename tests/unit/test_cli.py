@@ -84,6 +84,8 @@ def test_explain_bad_inputs(tmp_path, capsys, tiny_model_dir):
     assert code == 2 and "--text is empty" in err
     code, err = _run(["explain", "--av", str(av), "--ar", str(ar), "--text", "a b c", "--positions", "7"], capsys)
     assert code == 2 and "out of range" in err
+    code, err = _run(["explain", "--av", str(av), "--ar", str(ar), "--text", "a b c", "--best-of", "4"], capsys)
+    assert code == 2 and "--temperature" in err and len(err.strip().splitlines()) == 1
     code, err = _run(["explain", "--av", str(tmp_path), "--ar", str(ar), "--text", "a b c"], capsys)
     assert code == 2 and "nla_meta.yaml" in err
     (tmp_path / "t.json").write_text(json.dumps([]))

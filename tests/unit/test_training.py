@@ -162,8 +162,31 @@ def test_grpo_steps_run_and_resume(tiny_model_dir, tmp_path):
     cfg = dict(data=str(base), av=str(av), ar=str(ar), model=str(tiny_model_dir), prompts_per_step=2, group_size=2,
                max_new_tokens=6, save_every=1, base_dtype="float32")
     train_rl(GRPOConfig(run_dir=str(tmp_path / "rl"), steps=1, **cfg), progress=False)
-    train_rl(GRPOConfig(run_dir=str(tmp_path / "rl"), steps=2, **cfg), resume=True, progress=False)
+    # resuming may add the held-out curve (eval keys are resumable); base.parquet stands in for a test split
+    train_rl(GRPOConfig(run_dir=str(tmp_path / "rl"), steps=3, eval_data=str(base), eval_every=2, eval_rows=3, **cfg),
+             resume=True, progress=False)
     recs = [json.loads(x) for x in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in recs] == [1, 2]
+    assert [r["step"] for r in recs] == [1, 2, 3]
+    assert [("eval_fve_nrm" in r) for r in recs] == [False, True, True]  # every eval_every steps and at the end
+    assert all(math.isfinite(r["eval_fve_nrm"]) and math.isfinite(r["eval_fve_nrm_shuffled"]) for r in recs[1:])
     assert all(r["failed_rate"] == 1.0 and r["reward"] == -2.0 for r in recs)  # untrained: truncated → failure reward
     assert (tmp_path / "rl" / "av" / "nla_meta.yaml").exists() and (tmp_path / "rl" / "ar" / "value_head.safetensors").exists()
+
+
+def test_heldout_eval_leaves_the_training_rng_alone(tiny_model_dir, tmp_path):
+    """The held-out curve must not change the run it watches: the sampled eval draws from a forked RNG."""
+    from nla_audit.av import ActivationVerbalizer
+    from nla_audit.ar import ActivationReconstructor
+    from nla_audit.training.grpo import heldout_eval
+    from tests.builders import build_tiny_nla
+
+    av_dir, ar_dir = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2)
+    av, ar = ActivationVerbalizer.from_pretrained(av_dir, dtype="float32"), ActivationReconstructor.from_pretrained(ar_dir, dtype="float32")
+    gold = torch.randn(4, av.d_model)
+    cfg = GRPOConfig(data="x", run_dir="x", av="x", ar="x", max_new_tokens=5, eval_temperature=1.0)
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    first = heldout_eval(av, ar, gold, 1.0, cfg)
+    assert torch.equal(state, torch.get_rng_state())
+    assert heldout_eval(av, ar, gold, 1.0, cfg) == first  # fixed seed: the same rows give the same curve point
+    assert set(first) == {"eval_fve_nrm", "eval_fve_nrm_shuffled", "eval_failed_rate"}
