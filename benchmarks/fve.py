@@ -31,6 +31,33 @@ def run_cost(run_dir: Path) -> str:
     return f"{recs[-1]['step']} steps, {wall_time_s(recs) / 60:.0f} min over all sessions of this stage"
 
 
+def lookup_row(paths: list[str], held, nla, results: dict) -> str:
+    """The final-token lookup (``nla_audit.baselines.token_lookup``) fitted on training parquets, as a table row."""
+    import pyarrow.parquet as pq
+    import torch
+    from nla_audit.baselines.token_lookup import TokenLookup, final_token_ids
+    from nla_audit.evals._fve import bootstrap_ci
+    from nla_audit.metrics import cosine, mse_nrm
+    from nla_audit.vectors import read_vectors
+
+    tok = nla.target.tokenizer
+    vecs, ids = [], []
+    for p in paths:
+        v, _ = read_vectors(p)
+        vecs.append(torch.from_numpy(v.copy()))
+        ids += final_token_ids(tok, pq.read_table(p, columns=["detokenized_text_truncated"]).column(0).to_pylist())
+    lookup = TokenLookup.fit(torch.cat(vecs), ids)
+    test_ids = final_token_ids(tok, held.texts)
+    pred = lookup.predict(test_ids)
+    mse = mse_nrm(pred, held.vectors, nla.ar.meta.mse_scale)
+    fve = 1 - mse / nla.ar.meta.fve_baseline()
+    lo, hi = bootstrap_ci(fve.numpy())
+    label = f"final-token lookup (reference; {lookup.coverage(test_ids):.0%} of held-out tokens seen in training)"
+    results[label] = {"fve_mean": fve.mean().item(), "fve_median": fve.median().item(), "ci": [lo, hi]}
+    return (f"| {label} | {fve.mean():.3f} [{lo:.3f}, {hi:.3f}] | {fve.median():.3f} | {mse.mean():.3f} | "
+            f"{cosine(pred, held.vectors).mean():.3f} | | |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pair", action="append", nargs=3, metavar=("NAME", "AV", "AR"), required=True)
@@ -41,6 +68,8 @@ def main() -> None:
     ap.add_argument("--best-of", type=int, default=1, metavar="K",
                     help="also report each pair with K sampled explanations per activation, keeping the one the AR "
                          "reconstructs best (needs --temperature > 0)")
+    ap.add_argument("--lookup-data", action="append", default=[], metavar="PARQUET",
+                    help="training activation parquet(s) for the final-token lookup reference row (repeatable)")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
     if args.best_of > 1 and args.temperature <= 0:
@@ -104,12 +133,18 @@ def main() -> None:
         lo, hi = bootstrap_ci(fve_t.numpy())
         lines.append(f"| {name} · AR on teacher explanations (reference) | {fve_t.mean():.3f} [{lo:.3f}, {hi:.3f}] | "
                      f"{fve_t.median():.3f} | {mse_t.mean():.3f} | | | |")
+    if args.lookup_data:
+        lines.append(lookup_row(args.lookup_data, held, nla0, results))
     lines.append("")
     if args.best_of > 1:
         lines.append(f"- best-of-{args.best_of}: {args.best_of} explanations sampled per activation, the one whose AR "
                      "reconstruction is closest to the activation kept (`nla-audit explain --best-of`). It is chosen "
                      "against the activation itself, so it scores the AV plus AR verification at inference, not a "
                      "single sample of the AV; the single-sample row is the AV's fidelity.")
+    if args.lookup_data:
+        lines.append("- final-token lookup: each held-out activation predicted by the mean direction of the training "
+                     "activations (" + ", ".join(f"`{p}`" for p in args.lookup_data) + ") at the same token (the overall "
+                     "mean direction for unseen tokens): what naming only the current token could carry.")
     lines.append(f"- fve_nrm denominator B_rv = {nla0.ar.meta.fve_baseline():.4f} (training-set variance of the normalised "
                  "vectors, stored in the AR sidecar). The teacher is the offline proxy, not Claude.")
     append("Held-out fve_nrm of NLA checkpoints (issue 4)", lines)

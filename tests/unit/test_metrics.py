@@ -28,3 +28,15 @@ def test_baselines_and_fve():
     # predicting the mean direction scores B_mn; fve of a perfect prediction is 1
     assert abs(mse_nrm(b["mean_direction"].expand_as(v), v, 4.0).mean().item() - b["baseline_mean_direction"]) < 1e-4
     assert fve_nrm(torch.tensor(0.0), b["baseline_rawvar"]).item() == 1.0
+
+
+def test_token_lookup_predicts_per_token_mean_direction():
+    from nla_audit.baselines.token_lookup import TokenLookup
+
+    v = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 0.0], [0.0, -1.0]])
+    lookup = TokenLookup.fit(v, [7, 7, 9, 5])
+    pred = lookup.predict([9, 7, 42])
+    assert torch.allclose(pred[0], torch.tensor([1.0, 0.0]))  # unit directions are averaged, not raw vectors
+    assert torch.allclose(pred[1], torch.tensor([0.5, 0.5]))
+    assert torch.allclose(pred[2], torch.tensor([0.5, 0.0]))  # unseen token: the overall mean direction
+    assert lookup.coverage([9, 7, 42, 1]) == 0.5
