@@ -32,30 +32,18 @@ def run_cost(run_dir: Path) -> str:
 
 
 def lookup_row(paths: list[str], held, nla, results: dict) -> str:
-    """The final-token lookup (``nla_audit.baselines.token_lookup``) fitted on training parquets, as a table row."""
-    import pyarrow.parquet as pq
-    import torch
-    from nla_audit.baselines.token_lookup import TokenLookup, final_token_ids
-    from nla_audit.evals._fve import bootstrap_ci
-    from nla_audit.metrics import cosine, mse_nrm
-    from nla_audit.vectors import read_vectors
+    """The final-token lookup reference (``nla_audit.evals._fve.token_lookup_reconstruction``) as a table row."""
+    from nla_audit.evals._fve import token_lookup_reconstruction
 
-    tok = nla.target.tokenizer
-    vecs, ids = [], []
-    for p in paths:
-        v, _ = read_vectors(p)
-        vecs.append(torch.from_numpy(v.copy()))
-        ids += final_token_ids(tok, pq.read_table(p, columns=["detokenized_text_truncated"]).column(0).to_pylist())
-    lookup = TokenLookup.fit(torch.cat(vecs), ids)
-    test_ids = final_token_ids(tok, held.texts)
-    pred = lookup.predict(test_ids)
-    mse = mse_nrm(pred, held.vectors, nla.ar.meta.mse_scale)
-    fve = 1 - mse / nla.ar.meta.fve_baseline()
-    lo, hi = bootstrap_ci(fve.numpy())
-    label = f"final-token lookup (reference; {lookup.coverage(test_ids):.0%} of held-out tokens seen in training)"
-    results[label] = {"fve_mean": fve.mean().item(), "fve_median": fve.median().item(), "ci": [lo, hi]}
-    return (f"| {label} | {fve.mean():.3f} [{lo:.3f}, {hi:.3f}] | {fve.median():.3f} | {mse.mean():.3f} | "
-            f"{cosine(pred, held.vectors).mean():.3f} | | |")
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        sys.exit(f"error: --lookup-data {missing[0]} does not exist (expected a training activation parquet)")
+    r = token_lookup_reconstruction(paths, held, nla.target.tokenizer, nla.ar.meta.mse_scale, nla.ar.meta.fve_baseline())
+    s = r.summary()
+    label = f"final-token lookup (reference; {s['coverage']:.0%} of held-out tokens seen in training)"
+    results[label] = {"fve_mean": s["score"], "fve_median": s["median"], "ci": [s["ci_low"], s["ci_high"]]}
+    return (f"| {label} | {s['score']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}] | {s['median']:.3f} | "
+            f"{s['mse_nrm']:.3f} | {s['cos']:.3f} | | |")
 
 
 def main() -> None:

@@ -202,6 +202,31 @@ def sae_reconstruction(sae_explainer: Any, data: Heldout, mse_scale: float, base
     return rows
 
 
+def token_lookup_reconstruction(train_paths: list[str], data: Heldout, tokenizer: Any, mse_scale: float,
+                                base: float) -> Reconstruction | None:
+    """Reference: each activation predicted by the training mean direction at the same final token
+    (``nla_audit.baselines.token_lookup``), fitted on the training parquets that exist here (None if none do).
+    What an explanation naming only the current token could carry."""
+    from nla_audit.baselines.token_lookup import TokenLookup, final_token_ids
+    from nla_audit.vectors import read_vectors
+
+    vecs, ids = [], []
+    for path in dict.fromkeys(p for p in train_paths if os.path.exists(p)):
+        v, cols = read_vectors(path, ["detokenized_text_truncated"])
+        vecs.append(torch.from_numpy(np.array(v, dtype=np.float32)))
+        ids += final_token_ids(tokenizer, list(cols["detokenized_text_truncated"]))
+    if not vecs or not data.texts:
+        return None
+    t0 = time.perf_counter()
+    lookup = TokenLookup.fit(torch.cat(vecs), ids)
+    test_ids = final_token_ids(tokenizer, data.texts)
+    pred = lookup.predict(test_ids)
+    secs = time.perf_counter() - t0
+    fve, mse, cos = _metrics(pred, data.vectors, mse_scale, base)
+    return Reconstruction("token-lookup", "token-lookup", "-", fve, mse, cos, secs,
+                          extra={"coverage": lookup.coverage(test_ids), "train_rows": len(ids)})
+
+
 def mean_direction_reconstruction(mean_direction: Any, data: Heldout, mse_scale: float,
                                   base: float) -> Reconstruction:
     """Reference: every activation 'reconstructed' as the training set's mean direction (a constant; the AR

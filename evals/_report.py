@@ -10,11 +10,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-ORDER = {"nla": 0, "nla-shuffled": 1, "sae": 2, "sae-decoder": 3, "constant": 4, "probe": 5, "text": 6}
+ORDER = {"nla": 0, "nla-shuffled": 1, "sae": 2, "sae-decoder": 3, "constant": 4, "token-lookup": 5, "probe": 6,
+         "text": 7}
 ROLE = {"nla": "NLA", "nla-shuffled": "floor: NLA fed other activations",
         "sae": "SAE baseline: the top latents its explanation lists",
         "sae-decoder": "SAE full decoder, all active latents (no explanation carries this)",
         "constant": "reference: predict the training mean direction",
+        "token-lookup": "reference: the training mean direction at the same final token (names only the token)",
         "probe": "ceiling: linear probe on the activation", "text": "reader of the raw text context"}
 FOOTNOTE = ("fve_nrm = 1 − mse_nrm / B_rv on held-out activations, B_rv = {b_rv:.4f} (the training-set variance of "
             "the normalised vectors, from the first NLA's AR sidecar), so predicting the training mean vector scores "
@@ -91,7 +93,7 @@ def headline_rows(recon, evals) -> tuple[list[str], list[dict]]:
                 cells.append(fmt_ci(y["score"], y["ci_low"], y["ci_high"]) + (" (model grader)" if y["grader"] == "model" else ""))
             else:
                 cells.append("")
-        is_floor = expl in ("nla-shuffled", "constant")
+        is_floor = expl in ("nla-shuffled", "constant", "token-lookup")
         cells.append("" if is_floor else (fmt_time(rec.get("train_s")) if expl in ("nla", "sae") else "-"))
         spa = rec.get("s_per_activation")
         cells.append("" if is_floor else fmt_latency(spa))

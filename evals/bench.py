@@ -244,6 +244,13 @@ def reconstruction_rows(cfg: BenchConfig, subj: Subjects, say):
     rows = []
     if mean_dir is not None:
         rows.append(_fve.mean_direction_reconstruction(mean_dir, data, scale, base).summary())
+    if nlas:
+        lookup = _fve.token_lookup_reconstruction(subj.trained_on, data, next(iter(nlas.values())).av.tokenizer,
+                                                  scale, base)
+        if lookup is None:
+            say("final-token lookup reference skipped: none of the training parquets the sidecars name is here")
+        else:
+            rows.append(lookup.summary())
     for name, nla in nlas.items():
         for shuffled in ((False, True) if cfg.floors else (False,)):
             say(f"reconstruction: {name}{' (shuffled floor)' if shuffled else ''} on {len(data.vectors)} activations")
@@ -254,7 +261,7 @@ def reconstruction_rows(cfg: BenchConfig, subj: Subjects, say):
         rows += [r.summary() for r in _fve.sae_reconstruction(subj.sae, data, scale, base)]
     df = pd.DataFrame(rows)
     df["data"] = data.source
-    df["train_s"] = [None if e in ("constant", "sae-decoder", "nla-shuffled") else subj.train_seconds.get(c)
+    df["train_s"] = [None if e in ("constant", "token-lookup", "sae-decoder", "nla-shuffled") else subj.train_seconds.get(c)
                      for e, c in zip(df["explainer"], df["checkpoint"])]
     df["b_rv"] = base
     return df

@@ -61,7 +61,8 @@ def test_bench_writes_a_complete_report(tiny_nla, tiny_sae, tiny_acts, tmp_path)
     assert list((out / "logs").glob("*.eval"))
     df = pd.read_parquet(out / "results.parquet")
     recon = df[df["task"] == "reconstruction"]
-    assert set(recon["explainer"]) == {"constant", "nla", "nla-shuffled", "sae", "sae-decoder"}
+    # token-lookup: fitted on the SAE's training parquet, the one training file the sidecars name that exists here
+    assert set(recon["explainer"]) == {"constant", "token-lookup", "nla", "nla-shuffled", "sae", "sae-decoder"}
     ev = df[(df["task"] == "classification") & (df["group"] == "all")]
     assert set(ev["explainer"]) == {"nla", "nla-shuffled", "sae", "probe", "text"}
     assert df["score"].notna().all() and ((df["ci_low"] <= df["score"]) & (df["score"] <= df["ci_high"])).all()
@@ -75,7 +76,7 @@ def test_bench_writes_a_complete_report(tiny_nla, tiny_sae, tiny_acts, tmp_path)
     text = bench_md.read_text()
     assert text.startswith("# Benchmarks\n\nolder entry")  # appended, not overwritten
     table = [ln for ln in text.splitlines() if ln.startswith("| ")]
-    assert len(table) == 1 + 7  # header + nla, floor, sae, sae-decoder, constant, probe, text
+    assert len(table) == 1 + 8  # header + nla, floor, sae, sae-decoder, constant, token-lookup, probe, text
     assert all("nan" not in ln for ln in table)
     assert "1.5 min" in text and "warning" not in text.lower()  # the labelled SAE needs no warning
     report = (out / "report.md").read_text()
