@@ -21,8 +21,8 @@ Held-out curve (not in the reference's loop): with ``eval_data`` (a test-split a
 ``base.test.parquet`` that datagen writes), every ``eval_every`` steps the AV explains ``eval_rows`` fixed
 held-out activations at ``eval_temperature`` with a fixed seed, the live AR scores every row (failed parses
 included, as ``benchmarks/fve.py`` does), and the same rows read their neighbour's activation for the floor.
-The per-step ``fve_nrm`` is on the training rollouts of that step (4 prompts: noisy); ``eval_fve_nrm`` is the
-number to watch. The eval draws from a forked RNG, so it never changes the training trajectory.
+The per-step ``fve_nrm`` is on that step's training rollouts (``prompts_per_step`` activations: noisy);
+``eval_fve_nrm`` is the number to watch. The eval draws from a forked RNG, so it never changes the training trajectory.
 """
 
 from __future__ import annotations
