@@ -162,7 +162,7 @@ def _sequences(tok: Any, prompt: list[int], responses: list[list[int]], pad: int
 
 def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Path:
     from nla_audit.training.config import to_dict
-    from nla_audit.training.nla_models import as_reconstructor, build_ar, build_av, export_ar, export_av
+    from nla_audit.training.nla_models import as_reconstructor, build_ar, build_av
 
     meta = read_dataset_sidecar(cfg.data)
     av_meta, ar_meta = read_model_sidecar(cfg.av, "av"), read_model_sidecar(cfg.ar, "ar")
