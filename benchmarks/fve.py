@@ -21,14 +21,35 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def paired_differences(single: dict) -> list[str]:
+    """Each later pair minus the first, row by row on the same activations (a tighter test than two CIs)."""
+    from nla_audit.evals._fve import bootstrap_ci
+
+    names = list(single)
+    out = []
+    for name in names[1:]:
+        d = single[name] - single[names[0]]
+        lo, hi = bootstrap_ci(d)
+        out.append(f"| {name} − {names[0]} (paired, same rows) | {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}] | | | | | |")
+    return out
+
+
 def run_cost(run_dir: Path) -> str:
     from nla_audit.training.run import wall_time_s
 
     m = run_dir / "metrics.jsonl"
-    if not m.exists():
+    if m.exists():
+        recs = [json.loads(x) for x in m.read_text().splitlines() if x.strip()]
+        return f"{recs[-1]['step']} steps, {wall_time_s(recs) / 60:.0f} min over all sessions of this stage"
+    from nla_audit.errors import NLAAuditError
+    from nla_audit.sidecar import read_model_sidecar  # a shipped copy: what its sidecar recorded
+
+    try:
+        t = read_model_sidecar(run_dir / "av", "av").training or {}
+    except NLAAuditError:  # no readable sidecar: no cost column
         return "n/a"
-    recs = [json.loads(x) for x in m.read_text().splitlines() if x.strip()]
-    return f"{recs[-1]['step']} steps, {wall_time_s(recs) / 60:.0f} min over all sessions of this stage"
+    total = t.get("total_wall_time_s")
+    return f"{t.get('loss_type', '?')} step {t.get('step', '?')}" + (f", {total / 3600:.2f} h in all stages" if total else "")
 
 
 def lookup_row(paths: list[str], held, nla, results: dict) -> str:
@@ -83,6 +104,7 @@ def main() -> None:
     lines.append("")
     lines.append("| checkpoint | fve_nrm mean [95% CI] | fve_nrm median | mse_nrm | cos | failed parse | training |")
     lines.append("|---|---|---|---|---|---|---|")
+    single = {}  # per-row single-sample fve of each pair, on the same rows: for paired differences
     for name, av, ar in args.pair:
         nla = NLA.load(av, ar, dtype="float32")
         nla._target = nla0.target
@@ -98,7 +120,10 @@ def main() -> None:
             lines.append(f"| {label} | {fve.mean():.3f} [{lo:.3f}, {hi:.3f}] | {fve.median():.3f} | {mse.mean():.3f} | "
                          f"{cosine(pred, v).mean():.3f} | {fail:.2f} | {cost} |")
             results[label] = {"fve_mean": fve.mean().item(), "fve_median": fve.median().item(), "ci": [lo, hi],
-                              "mse": mse.mean().item(), "failed": fail, "examples": [e.text for e in expl[:3]]}
+                              "mse": mse.mean().item(), "failed": fail, "examples": [e.text for e in expl[:3]],
+                              "fve_rows": fve.tolist()}
+            if label == name:
+                single[name] = fve.numpy()
         if args.best_of > 1:  # the AR as a verifier: selected against the activation itself, so AV + selection
             rows = nla.explain_vectors(v, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=0,
                                        best_of=args.best_of)
@@ -121,6 +146,7 @@ def main() -> None:
         lo, hi = bootstrap_ci(fve_t.numpy())
         lines.append(f"| {name} · AR on teacher explanations (reference) | {fve_t.mean():.3f} [{lo:.3f}, {hi:.3f}] | "
                      f"{fve_t.median():.3f} | {mse_t.mean():.3f} | | | |")
+    lines += paired_differences(single)
     if args.lookup_data:
         lines.append(lookup_row(args.lookup_data, held, nla0, results))
     lines.append("")
