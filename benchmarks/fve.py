@@ -6,7 +6,7 @@ greedy explanations → AR → mse_nrm / cos / fve_nrm (mean, median, 95% bootst
 and the **floor**: the same AV fed *shuffled* activations, scored against the true ones. Also the AR reading the
 offline teacher's explanation (what the AR can do with a perfect warm-start explanation), and with ``--best-of K``
 the AR-selected best of K samples (AV + verification, not one sample). Training cost comes
-from each run's metrics.jsonl.
+from each checkpoint's sidecar; with several pairs, each later pair's paired per-row difference from the first.
 """
 
 from __future__ import annotations
@@ -35,21 +35,19 @@ def paired_differences(single: dict) -> list[str]:
 
 
 def run_cost(run_dir: Path) -> str:
-    from nla_audit.training.run import wall_time_s
-
-    m = run_dir / "metrics.jsonl"
-    if m.exists():
-        recs = [json.loads(x) for x in m.read_text().splitlines() if x.strip()]
-        return f"{recs[-1]['step']} steps, {wall_time_s(recs) / 60:.0f} min over all sessions of this stage"
+    """What the benchmarked checkpoint's sidecar recorded (its step, not the run's latest logged step)."""
     from nla_audit.errors import NLAAuditError
-    from nla_audit.sidecar import read_model_sidecar  # a shipped copy: what its sidecar recorded
+    from nla_audit.sidecar import read_model_sidecar
 
     try:
         t = read_model_sidecar(run_dir / "av", "av").training or {}
     except NLAAuditError:  # no readable sidecar: no cost column
         return "n/a"
-    total = t.get("total_wall_time_s")
-    return f"{t.get('loss_type', '?')} step {t.get('step', '?')}" + (f", {total / 3600:.2f} h in all stages" if total else "")
+    total, stage = t.get("total_wall_time_s"), t.get("wall_time_s")
+    out = f"{t.get('loss_type', '?')} step {t.get('step', '?')}"
+    if stage:
+        out += f", {stage / 60:.0f} min this stage"
+    return out + (f", {total / 3600:.2f} h in all stages" if total else "")
 
 
 def lookup_row(paths: list[str], held, nla, results: dict) -> str:
