@@ -54,9 +54,6 @@ def lookup_row(paths: list[str], held, nla, results: dict) -> str:
     """The final-token lookup reference (``nla_audit.evals._fve.token_lookup_reconstruction``) as a table row."""
     from nla_audit.evals._fve import token_lookup_reconstruction
 
-    missing = [p for p in paths if not Path(p).exists()]
-    if missing:
-        sys.exit(f"error: --lookup-data {missing[0]} does not exist (expected a training activation parquet)")
     r = token_lookup_reconstruction(paths, held, nla.target.tokenizer, nla.ar.meta.mse_scale, nla.ar.meta.fve_baseline())
     s = r.summary()
     label = f"final-token lookup (reference; {s['coverage']:.0%} of held-out tokens seen in training)"
@@ -81,6 +78,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.best_of > 1 and args.temperature <= 0:
         ap.error("--best-of needs --temperature > 0 (greedy samples are identical)")
+    for path in args.lookup_data:  # checked before any generation
+        if not Path(path).exists():
+            ap.error(f"--lookup-data {path} does not exist (expected a training activation parquet)")
 
     import torch
     from _common import append
