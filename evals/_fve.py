@@ -203,15 +203,16 @@ def sae_reconstruction(sae_explainer: Any, data: Heldout, mse_scale: float, base
 
 
 def token_lookup_reconstruction(train_paths: list[str], data: Heldout, tokenizer: Any, mse_scale: float,
-                                base: float) -> Reconstruction | None:
+                                base: float, site: Any = None) -> Reconstruction | None:
     """Reference: each activation predicted by the training mean direction at the same final token
-    (``nla_audit.baselines.token_lookup``), fitted on the training parquets that exist here (None if none do).
-    What an explanation naming only the current token could carry."""
+    (``nla_audit.baselines.token_lookup``), fitted on the training parquets that exist here and, given ``site``
+    (model, layer), were extracted there (an NLA adapted from another model lists its parent's data too); None
+    if no parquet qualifies. What an explanation naming only the current token could carry."""
     from nla_audit.baselines.token_lookup import TokenLookup, final_token_ids
     from nla_audit.vectors import read_vectors
 
     vecs, ids = [], []
-    for path in dict.fromkeys(p for p in train_paths if os.path.exists(p)):
+    for path in dict.fromkeys(p for p in train_paths if os.path.exists(p) and _at_site(p, site)):
         v, cols = read_vectors(path, ["detokenized_text_truncated"])
         vecs.append(torch.from_numpy(np.array(v, dtype=np.float32)))
         ids += final_token_ids(tokenizer, list(cols["detokenized_text_truncated"]))
@@ -225,6 +226,18 @@ def token_lookup_reconstruction(train_paths: list[str], data: Heldout, tokenizer
     fve, mse, cos = _metrics(pred, data.vectors, mse_scale, base)
     return Reconstruction("token-lookup", "token-lookup", "-", fve, mse, cos, secs,
                           extra={"coverage": lookup.coverage(test_ids), "train_rows": len(ids)})
+
+
+def _at_site(path: str, site: Any) -> bool:
+    from nla_audit.baselines.sae import Site
+    from nla_audit.errors import NLAAuditError
+
+    if site is None:
+        return True
+    try:
+        return Site.of(path)[0].same_as(Site.of(site)[0])
+    except NLAAuditError:  # no readable dataset sidecar: cannot tell, so leave it out
+        return False
 
 
 def mean_direction_reconstruction(mean_direction: Any, data: Heldout, mse_scale: float,

@@ -246,9 +246,9 @@ def reconstruction_rows(cfg: BenchConfig, subj: Subjects, say):
         rows.append(_fve.mean_direction_reconstruction(mean_dir, data, scale, base).summary())
     if nlas:
         lookup = _fve.token_lookup_reconstruction(subj.trained_on, data, next(iter(nlas.values())).av.tokenizer,
-                                                  scale, base)
+                                                  scale, base, site=(subj.model, subj.layer))
         if lookup is None:
-            say("final-token lookup reference skipped: none of the training parquets the sidecars name is here")
+            say("final-token lookup reference skipped: no training parquet the sidecars name is here at this site")
         else:
             rows.append(lookup.summary())
     for name, nla in nlas.items():

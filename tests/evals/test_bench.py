@@ -216,3 +216,19 @@ def test_derangement_and_floor_size(tiny_nla):
     nla = NLA.load(*tiny_nla, dtype="float32")
     with pytest.raises(InputError, match="at least 2"):
         nla_reconstruction(nla, Heldout(torch.randn(1, 64), ["d"], "one"), "tiny", 1.0, shuffled=True)
+
+
+def test_token_lookup_uses_only_training_data_of_the_site(tiny_acts, tiny_model_dir):
+    """An adapted NLA lists its parent's data (another model or layer): the lookup must not mix sites in."""
+    from nla_audit.evals import _fve
+    from nla_audit.models import load_tokenizer
+    from nla_audit.sidecar import read_dataset_sidecar
+
+    ext = read_dataset_sidecar(tiny_acts[2])["extraction"]
+    data = _fve.heldout_from_parquet(str(tiny_acts[2]), ext["base_model"], 2)
+    tok = load_tokenizer(str(tiny_model_dir))
+    paths = [str(tiny_acts[1]), str(tiny_acts[2])]
+    both = _fve.token_lookup_reconstruction(paths, data, tok, 8.0, 1.0)
+    here = _fve.token_lookup_reconstruction(paths, data, tok, 8.0, 1.0, site=(ext["base_model"], 2))
+    assert both.extra["train_rows"] == 2 * here.extra["train_rows"]
+    assert _fve.token_lookup_reconstruction([str(tiny_acts[1])], data, tok, 8.0, 1.0, site=(ext["base_model"], 2)) is None
