@@ -45,8 +45,7 @@ def main() -> None:
     from nla_audit.nla import NLA
 
     nla = NLA.load(args.av, args.ar, dtype="float32")
-    model = (nla.av.meta.adapter or {}).get("base") or nla.av.meta.base_checkpoint
-    held = heldout_from_parquet(args.data, model, nla.layer, args.n)
+    held = heldout_from_parquet(args.data, nla.base_model, nla.layer, args.n)
     expl = nla.av.explain(held.vectors, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=0)
     keep = [i for i, e in enumerate(expl) if CONTEXT.search(e.text)]
     if not keep:

@@ -21,6 +21,19 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def table_row(results: dict, label: str, fve, mse, cos=None, fail: float | None = None, cost: str = "") -> str:
+    """One row of the held-out table (mean [95% CI], median, mse, cos, failed parse, training); also recorded
+    in ``results`` for ``--json-out``. Empty cells where a reference has no such column."""
+    from nla_audit.evals._fve import bootstrap_ci
+
+    lo, hi = bootstrap_ci(fve.numpy())
+    results[label] = {"fve_mean": fve.mean().item(), "fve_median": fve.median().item(), "ci": [lo, hi],
+                      "mse": mse.mean().item(), "failed": fail}
+    cells = [f"{fve.mean():.3f} [{lo:.3f}, {hi:.3f}]", f"{fve.median():.3f}", f"{mse.mean():.3f}",
+             "" if cos is None else f"{cos.mean():.3f}", "" if fail is None else f"{fail:.2f}", cost]
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
 def paired_differences(single: dict) -> list[str]:
     """Each later pair minus the first, row by row on the same activations (a tighter test than two CIs)."""
     from nla_audit.evals._fve import bootstrap_ci
@@ -52,14 +65,12 @@ def run_cost(run_dir: Path) -> str:
 
 def lookup_row(paths: list[str], held, nla, results: dict) -> str:
     """The final-token lookup reference (``nla_audit.evals._fve.token_lookup_reconstruction``) as a table row."""
+    import torch
     from nla_audit.evals._fve import token_lookup_reconstruction
 
     r = token_lookup_reconstruction(paths, held, nla.target.tokenizer, nla.ar.meta.mse_scale, nla.ar.meta.fve_baseline())
-    s = r.summary()
-    label = f"final-token lookup (reference; {s['coverage']:.0%} of held-out tokens seen in training)"
-    results[label] = {"fve_mean": s["score"], "fve_median": s["median"], "ci": [s["ci_low"], s["ci_high"]]}
-    return (f"| {label} | {s['score']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}] | {s['median']:.3f} | "
-            f"{s['mse_nrm']:.3f} | {s['cos']:.3f} | | |")
+    label = f"final-token lookup (reference; {r.extra['coverage']:.0%} of held-out tokens seen in training)"
+    return table_row(results, label, torch.from_numpy(r.fve), torch.from_numpy(r.mse), torch.from_numpy(r.cos))
 
 
 def main() -> None:
@@ -84,7 +95,7 @@ def main() -> None:
 
     import torch
     from _common import append
-    from nla_audit.evals._fve import bootstrap_ci, heldout_from_corpus
+    from nla_audit.evals._fve import heldout_from_corpus
     from nla_audit.training.teacher import OfflineTeacher
 
     from nla_audit.metrics import cosine, mse_nrm
@@ -102,48 +113,37 @@ def main() -> None:
     lines.append("")
     lines.append("| checkpoint | fve_nrm mean [95% CI] | fve_nrm median | mse_nrm | cos | failed parse | training |")
     lines.append("|---|---|---|---|---|---|---|")
+    # the offline teacher's explanation of each position: the same for every pair, so written once
+    tok = nla0.target.tokenizer
+    ids = [tok(t, add_special_tokens=True)["input_ids"] for t in cols["detokenized_text_truncated"]]
+    teacher_texts = [e[0] for e in OfflineTeacher(nla0.target).explain_documents([(i, [len(i) - 1]) for i in ids])]
     single = {}  # per-row single-sample fve of each pair, on the same rows: for paired differences
     for name, av, ar in args.pair:
         nla = NLA.load(av, ar, dtype="float32")
         nla._target = nla0.target
+        base = nla.ar.meta.fve_baseline()
         for label, inp in ((name, v), (f"{name} · floor (shuffled activations)", v[perm])):
             expl = nla.av.explain(inp, max_new_tokens=args.max_new_tokens, batch_size=16, temperature=args.temperature,
                                   seed=0 if args.temperature > 0 else None)
             pred = nla.ar.reconstruct([e.text for e in expl])
             mse = mse_nrm(pred, v, nla.ar.meta.mse_scale)
-            fve = 1 - mse / nla.ar.meta.fve_baseline()
-            lo, hi = bootstrap_ci(fve.numpy())
             fail = sum(not e.ok for e in expl) / n
-            cost = run_cost(Path(av).parent) if "floor" not in label else ""
-            lines.append(f"| {label} | {fve.mean():.3f} [{lo:.3f}, {hi:.3f}] | {fve.median():.3f} | {mse.mean():.3f} | "
-                         f"{cosine(pred, v).mean():.3f} | {fail:.2f} | {cost} |")
-            results[label] = {"fve_mean": fve.mean().item(), "fve_median": fve.median().item(), "ci": [lo, hi],
-                              "mse": mse.mean().item(), "failed": fail, "examples": [e.text for e in expl[:3]],
-                              "fve_rows": fve.tolist()}
+            lines.append(table_row(results, label, 1 - mse / base, mse, cosine(pred, v), fail,
+                                   run_cost(Path(av).parent) if label == name else ""))
+            results[label].update(examples=[e.text for e in expl[:3]], fve_rows=(1 - mse / base).tolist())
             if label == name:
-                single[name] = fve.numpy()
+                single[name] = (1 - mse / base).numpy()
         if args.best_of > 1:  # the AR as a verifier: selected against the activation itself, so AV + selection
             rows = nla.explain_vectors(v, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=0,
                                        best_of=args.best_of)
-            fve = torch.tensor([r.fve_nrm for r in rows])
-            lo, hi = bootstrap_ci(fve.numpy())
-            fail = sum(not r.ok for r in rows) / n
             label = f"{name} · best-of-{args.best_of} (AR-selected)"
-            lines.append(f"| {label} | {fve.mean():.3f} [{lo:.3f}, {hi:.3f}] | {fve.median():.3f} | "
-                         f"{sum(r.mse_nrm for r in rows) / n:.3f} | {sum(r.cos for r in rows) / n:.3f} | {fail:.2f} | |")
-            results[label] = {"fve_mean": fve.mean().item(), "fve_median": fve.median().item(), "ci": [lo, hi],
-                              "failed": fail, "examples": [r.explanation for r in rows[:3]]}
+            lines.append(table_row(results, label, torch.tensor([r.fve_nrm for r in rows]),
+                                   torch.tensor([r.mse_nrm for r in rows]), torch.tensor([r.cos for r in rows]),
+                                   sum(not r.ok for r in rows) / n))
+            results[label]["examples"] = [r.explanation for r in rows[:3]]
         # what the AR does with the offline teacher's explanation of the same position (text-side reference)
-        teacher = OfflineTeacher(nla0.target)
-        tok = nla0.target.tokenizer
-        docs = [(tok(t, add_special_tokens=True)["input_ids"], [len(tok(t, add_special_tokens=True)["input_ids"]) - 1])
-                for t in cols["detokenized_text_truncated"]]
-        texts = [e[0] for e in teacher.explain_documents(docs)]
-        mse_t = mse_nrm(nla.ar.reconstruct(texts), v, nla.ar.meta.mse_scale)
-        fve_t = 1 - mse_t / nla.ar.meta.fve_baseline()
-        lo, hi = bootstrap_ci(fve_t.numpy())
-        lines.append(f"| {name} · AR on teacher explanations (reference) | {fve_t.mean():.3f} [{lo:.3f}, {hi:.3f}] | "
-                     f"{fve_t.median():.3f} | {mse_t.mean():.3f} | | | |")
+        mse_t = mse_nrm(nla.ar.reconstruct(teacher_texts), v, nla.ar.meta.mse_scale)
+        lines.append(table_row(results, f"{name} · AR on teacher explanations (reference)", 1 - mse_t / base, mse_t))
     lines += paired_differences(single)
     if args.lookup_data:
         lines.append(lookup_row(args.lookup_data, held, nla0, results))

@@ -126,7 +126,7 @@ def resolve_site(cfg: EvalConfig, ds: DatasetFile) -> Site:
 
         av_meta = read_sidecar(resolve_checkpoint(av), "av")
         ar_meta = read_sidecar(resolve_checkpoint(ar), "ar")
-        nla_model = canonical_model((av_meta.adapter or {}).get("base") or av_meta.base_checkpoint)
+        nla_model = canonical_model(av_meta.base_model)
         nla_layer = int(ar_meta.layer_index)
     model = canonical_model(cfg.model) if cfg.model is not None else (nla_model or SMOLLM2)
     if nla_model is not None and model != nla_model:

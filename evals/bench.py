@@ -117,8 +117,7 @@ def resolve_subjects(cfg: BenchConfig) -> Subjects:
     for name, av, ar in nla:
         av_meta = read_sidecar(resolve_checkpoint(av), "av")
         ar_meta = read_sidecar(resolve_checkpoint(ar), "ar")
-        model = (av_meta.adapter or {}).get("base") or av_meta.base_checkpoint
-        sites[name] = (model, int(ar_meta.layer_index))
+        sites[name] = (av_meta.base_model, int(ar_meta.layer_index))
         costs[name] = pair_training_seconds(av_meta, ar_meta)
         trained += list(av_meta.trained_on) + list(ar_meta.trained_on)
     if len({(_model_key(m), k) for m, k in sites.values()}) > 1:

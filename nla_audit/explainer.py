@@ -36,8 +36,7 @@ class NLAExplainer:
 
     @property
     def site(self) -> tuple[str, int]:
-        meta = self.nla.av.meta
-        return ((meta.adapter or {}).get("base") or meta.base_checkpoint, self.nla.layer)
+        return (self.nla.base_model, self.nla.layer)
 
     def describe(self, vectors: torch.Tensor, **kwargs: Any) -> list[str]:
         kw = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature,

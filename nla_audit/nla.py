@@ -78,13 +78,17 @@ class NLA:
         return int(self.ar.meta.layer_index)
 
     @property
+    def base_model(self) -> str:
+        """The target model the NLA reads (the AV's base)."""
+        return self.av.meta.base_model
+
+    @property
     def target(self):
         """The untouched target model (the AV's base), loaded on first use."""
         if self._target is None:
             from nla_audit.models import load_target
 
-            base = (self.av.meta.adapter or {}).get("base") or self.av.meta.base_checkpoint
-            self._target = load_target(base, device=str(self.av.device))
+            self._target = load_target(self.base_model, device=str(self.av.device))
         return self._target
 
     # ------------------------------------------------------------------------------------------------
@@ -135,9 +139,8 @@ class NLA:
 def best_sample(mse: torch.Tensor, ok: torch.Tensor, k: int) -> torch.Tensor:
     """Flat index of the lowest-mse sample in each consecutive group of ``k``; tagged samples beat untagged ones
     (a failed parse is never preferred to a well-formed explanation, whatever its score)."""
-    score = torch.where(ok, mse.float(), mse.float() + float("inf")).view(-1, k)
-    fallback = mse.float().view(-1, k)
-    pick = torch.where(ok.view(-1, k).any(dim=1), score.argmin(dim=1), fallback.argmin(dim=1))
+    m = mse.float()
+    pick = (m + (~ok).float() * (m.max() + 1)).view(-1, k).argmin(dim=1)  # an untagged sample never beats a tagged one
     return torch.arange(len(pick)) * k + pick
 
 

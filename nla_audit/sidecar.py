@@ -228,6 +228,11 @@ class ModelSidecar:
         atomic_write_text(path, _dump(self.to_dict()))
         return path
 
+    @property
+    def base_model(self) -> str:
+        """The target model this checkpoint reads: the adapter's base, else the base checkpoint."""
+        return (self.adapter or {}).get("base") or self.base_checkpoint
+
     def with_(self, **changes: Any) -> ModelSidecar:
         return replace(self, **changes)
 
