@@ -46,12 +46,17 @@ def resolve_dtype(dtype: str | Any, device: str) -> Any:
 
 
 def resolve_device(device: str | None) -> str:
+    """'auto' (or None) means CUDA when available, else CPU; anything else must name a device torch knows."""
+    import re
+
     import torch
 
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
+        raise InputError(f"unknown device {device!r}", expected="auto, cpu, cuda, cuda:N or mps")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {device} requested but CUDA is not available", fix="use --device cpu")
+        raise InputError(f"device {device} requested but CUDA is not available", fix="use device cpu (or auto)")
     return device
 
 

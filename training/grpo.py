@@ -76,7 +76,7 @@ class GRPOConfig:
     eval_rows: int = 32
     eval_temperature: float = 0.7
     base_dtype: str = "bfloat16"
-    device: str = "cpu"
+    device: str = "auto"  # CUDA when available, else CPU; the run dir records the device actually used
 
     def __post_init__(self) -> None:
         from nla_audit.errors import ConfigError
@@ -103,7 +103,7 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) 
 def rollout_rewards(texts: list[str], ok: list[bool], truncated: list[bool], too_long: list[bool],
                     mse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Reward −mse_nrm for completed samples, FAILED_REWARD (−2) otherwise; also the completed mask."""
-    completed = torch.tensor([o and not t and not L for o, t, L in zip(ok, truncated, too_long)])
+    completed = torch.tensor([o and not t and not L for o, t, L in zip(ok, truncated, too_long)], device=mse.device)
     rewards = torch.where(completed, -mse, torch.full_like(mse, FAILED_REWARD))
     return rewards, completed
 
@@ -163,7 +163,10 @@ def _sequences(tok: Any, prompt: list[int], responses: list[list[int]], pad: int
 def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Path:
     from nla_audit.training.config import to_dict
     from nla_audit.training.nla_models import as_reconstructor, build_ar, build_av
+    from nla_audit.training.sft import with_device
 
+    cfg = with_device(cfg)
+    dev = torch.device(cfg.device)
     meta = read_dataset_sidecar(cfg.data)
     av_meta, ar_meta = read_model_sidecar(cfg.av, "av"), read_model_sidecar(cfg.ar, "ar")
     layer = int(ar_meta.layer_index)
@@ -194,8 +197,8 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
     if resume:
         state = run.load(modules, opts)
         step = state["step"]
-        for n in ref.ref:
-            ref.ref[n] = state["extra"]["ref"][n]
+        for n, p in ref.params.items():
+            ref.ref[n] = state["extra"]["ref"][n].to(p.device)
     b_rv = ar_meta.fve_baseline() or 1.0
     heldout = _heldout_vectors(cfg, layer, ar_meta.d_model) if cfg.eval_data else None
     t0 = time.perf_counter()
@@ -203,27 +206,27 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
         bar.advance(step)
         while step < cfg.steps:
             idx = data_order(len(acts), cfg.seed, step, cfg.prompts_per_step)
-            v = acts[idx].repeat_interleave(cfg.group_size, dim=0)
+            v = acts[idx].repeat_interleave(cfg.group_size, dim=0).to(dev)
             for g in av_opt.param_groups:
                 g["lr"] = lr_at(step, cfg.av_lr, cfg.warmup_steps)
             # ---- rollouts (sampled, vector injected)
             lm.eval()
             responses, texts, ok, trunc = _rollouts(lm, tok, prompt, tokens, v, scale, cfg.temperature,
                                                     cfg.max_new_tokens, pad)
-            ar_ids, ar_mask = ar.encode(texts)
+            ar_ids, ar_mask = (t.to(dev) for t in ar.encode(texts))
             too_long = (ar_mask.sum(1) > cfg.ar_max_length).tolist()
             with torch.no_grad():
                 mse = mse_nrm(ar(ar_ids, ar_mask), v, ar.meta.mse_scale)
             rewards, completed = rollout_rewards(texts, ok, trunc, too_long, mse)
             adv = group_advantages(rewards, cfg.group_size)
             # ---- policy update
-            ids, attn, lab = _sequences(tok, prompt, responses, pad)
+            ids, attn, lab = (t.to(dev) for t in _sequences(tok, prompt, responses, pad))
             counts = lab[:, 1:].sum(1).tolist()
             with torch.no_grad(), injecting(lm, tokens, v, scale):
                 old_logp = token_logprobs(lm, ids, attn, lab) if cfg.ppo_epochs > 1 else None
                 with ref:
                     ref_logp = token_logprobs(lm, ids, attn, lab)
-            adv_tok = torch.repeat_interleave(adv, torch.tensor(counts))
+            adv_tok = torch.repeat_interleave(adv, torch.tensor(counts, device=dev))
             lm.train()
             for _ in range(cfg.ppo_epochs):
                 with injecting(lm, tokens, v, scale):
@@ -259,7 +262,7 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
             run.log(rec)
             bar.advance(1, reward=rec["reward"], fve=rec["fve_nrm"] if rec["fve_nrm"] is not None else math.nan)
             if step % cfg.save_every == 0 or step == cfg.steps:
-                run.save(step, modules, opts, keep, extra={"ref": ref.ref})
+                run.save(step, modules, opts, keep, extra={"ref": {n: t.cpu() for n, t in ref.ref.items()}})
                 _export(cfg, lm, ar_lm, head, av_meta, ar_meta, layer, step, cost(run, cfg.device, (av_meta, ar_meta)))
                 run.plot(("reward", "fve_nrm", "eval_fve_nrm", "eval_fve_nrm_shuffled", "kl", "failed_rate"))
     return Path(cfg.run_dir) / "av"
@@ -268,7 +271,7 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
 def _rollouts(lm: Any, tok: Any, prompt: list[int], tokens: Any, v: torch.Tensor, scale: float, temperature: float,
               max_new_tokens: int, pad: int) -> tuple[list[list[int]], list[str], list[bool], list[bool]]:
     """One sampled explanation per row of ``v``: response ids (through EOS), parsed text, tag ok, truncated."""
-    ids0 = torch.tensor([prompt] * len(v))
+    ids0 = torch.tensor([prompt] * len(v), device=v.device)
     with torch.no_grad(), injecting(lm, tokens, v, scale):
         gen = lm.generate(input_ids=ids0, attention_mask=torch.ones_like(ids0), do_sample=True, temperature=temperature,
                           top_p=1.0, top_k=0, max_new_tokens=max_new_tokens, pad_token_id=pad,

@@ -26,6 +26,7 @@ class PipelineConfig:
     rl_steps: int = 0
     ar_batch_size: int = 16
     av_batch_size: int = 8
+    device: str = "auto"  # every stage: CUDA when available, else CPU
 
 
 def _say(msg: str) -> None:
@@ -45,7 +46,8 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
         _say(f"extract → {base}")
         extract_activations(ExtractConfig(out=str(base), model=cfg.model, corpus=cfg.corpus, layer=cfg.layer,
                                           positions_per_doc=cfg.positions_per_doc, min_position=cfg.min_position,
-                                          max_docs=cfg.max_docs, batch_size=16), progress=progress)
+                                          max_docs=cfg.max_docs, batch_size=16,
+                                          device=cfg.device), progress=progress)
     if not (data / "rl.parquet").exists():
         _say("split + datagen")
         run_datagen(DatagenConfig(data=str(base), out_dir=str(data), teacher=cfg.teacher))
@@ -58,7 +60,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
             resume = (run_dir / "checkpoint" / "state.pt").exists()
             _say(f"{stage}: {'resume' if resume else 'start'} → {steps} steps")
             fn(SFTConfig(data=str(data / f"{stage}.parquet"), run_dir=str(run_dir), model=cfg.model, steps=steps,
-                         batch_size=bs), resume=resume, progress=progress)
+                         batch_size=bs, device=cfg.device), resume=resume, progress=progress)
         out[name] = run_dir / name
     if cfg.rl_steps > 0:
         from nla_audit.training.grpo import GRPOConfig, train_rl
@@ -68,7 +70,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
         _say(f"rl: {'resume' if resume else 'start'} → {cfg.rl_steps} steps")
         heldout = data / "base.test.parquet"  # the test split datagen writes: the held-out curve during RL
         train_rl(GRPOConfig(data=str(data / "rl.parquet"), run_dir=str(run_dir), av=str(out["av"]), ar=str(out["ar"]),
-                            model=cfg.model, steps=cfg.rl_steps, eval_data=str(heldout) if heldout.exists() else None),
+                            model=cfg.model, steps=cfg.rl_steps, device=cfg.device, eval_data=str(heldout) if heldout.exists() else None),
                  resume=resume, progress=progress)
         out = {"av": run_dir / "av", "ar": run_dir / "ar"}
     return out

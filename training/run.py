@@ -24,7 +24,8 @@ from nla_audit.errors import ConfigError
 CKPT = "checkpoint"
 # may change on resume: the length of the run, and what is logged (evals draw from a forked RNG, so they never
 # change the trajectory)
-RESUMABLE_KEYS = frozenset({"steps", "save_every", "eval_every", "eval_data", "eval_rows", "eval_temperature"})
+# device may change on resume: a CPU run can continue on a GPU machine and back (state is saved on the CPU)
+RESUMABLE_KEYS = frozenset({"steps", "save_every", "eval_every", "eval_data", "eval_rows", "eval_temperature", "device"})
 
 
 class RunDir:
@@ -59,14 +60,15 @@ class RunDir:
             "modules": {k: {n: t.detach().cpu() for n, t in m.state_dict().items() if trainable_filter(n)}
                         for k, m in modules.items()},
             "optim": {k: o.state_dict() for k, o in optimizers.items()},
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "extra": extra or {},
         }
         with atomic_dir(self.path / CKPT) as tmp:
             torch.save(state, tmp / "state.pt")
 
     def load(self, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer]) -> dict:
-        state = torch.load(self.path / CKPT / "state.pt", weights_only=False)
+        state = torch.load(self.path / CKPT / "state.pt", weights_only=False, map_location="cpu")
         for k, m in modules.items():
             missing = m.load_state_dict(state["modules"][k], strict=False)
             assert not missing.unexpected_keys, missing.unexpected_keys
@@ -75,6 +77,9 @@ class RunDir:
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
+        cuda_rng = state["rng"].get("cuda")
+        if cuda_rng and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_rng)
         self.truncate_metrics(state["step"])
         self._prior_s = wall_time_s(self.records())
         return state

@@ -54,7 +54,7 @@ class SFTConfig:
     max_length: int = 256
     base_dtype: str = "bfloat16"  # frozen base weights; LoRA factors and the AR head stay fp32
     autocast: bool = False
-    device: str = "cpu"
+    device: str = "auto"  # CUDA when available, else CPU; the run dir records the device actually used
 
     def __post_init__(self) -> None:
         from nla_audit.errors import ConfigError
@@ -65,6 +65,15 @@ class SFTConfig:
         for k in ("lr", "head_lr"):
             if not (0 < getattr(self, k) < 1):
                 raise ConfigError(f"{k} = {getattr(self, k)}", expected="0 < lr < 1")
+
+
+def with_device(cfg: Any) -> Any:
+    """``cfg`` with ``device`` resolved ('auto' → cuda when available), so the run dir records the real one."""
+    from dataclasses import replace
+
+    from nla_audit.models import resolve_device
+
+    return replace(cfg, device=resolve_device(cfg.device))
 
 
 def _autocast(cfg: SFTConfig):
@@ -101,6 +110,7 @@ def train_ar_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
     from nla_audit.training.config import to_dict
     from nla_audit.training.nla_models import build_ar, export_ar
 
+    cfg = with_device(cfg)
     meta = read_dataset_sidecar(cfg.data)
     check_dataset(meta, "ar_sft", cfg.model)
     layer = int(meta["extraction"]["layer_index"])
@@ -134,7 +144,7 @@ def train_ar_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
             ids, mask = ar.encode([texts[i] for i in idx], max_length=cfg.max_length)
             with _autocast(cfg):
                 pred = ar(ids, mask)
-            loss = mse_nrm(pred, gold[idx], scale).mean()
+            loss = mse_nrm(pred, gold[idx].to(pred.device), scale).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(lora + list(head.parameters()), cfg.grad_clip)
@@ -173,6 +183,8 @@ def av_batch(tok: Any, prompt: list[int], responses: list[str], max_length: int,
 
 def response_nll(lm: Any, ids: torch.Tensor, attn: torch.Tensor, lab: torch.Tensor, per_sample: bool = False):
     """Mean token NLL over label positions; logits only where needed (the 49k-vocab head is the hot spot)."""
+    dev = lm.lm_head.weight.device
+    ids, attn, lab = ids.to(dev), attn.to(dev), lab.to(dev)
     hidden = lm.model(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
     tgt_mask = lab[:, 1:].bool()
     h = hidden[:, :-1][tgt_mask]
@@ -191,6 +203,7 @@ def train_av_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
     from nla_audit.training.config import to_dict
     from nla_audit.training.nla_models import build_av, export_av, round_scale
 
+    cfg = with_device(cfg)
     meta = read_dataset_sidecar(cfg.data)
     check_dataset(meta, "av_sft", cfg.model)
     tokens = TokenMeta.from_dict(meta["tokens"], cfg.data)

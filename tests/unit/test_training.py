@@ -55,6 +55,20 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
     assert load_config(SFTConfig, p, ["steps=9"]).steps == 9
 
 
+def test_training_device_is_resolved_and_checked():
+    from nla_audit.errors import InputError
+    from nla_audit.training.sft import with_device
+
+    cfg = load_config(SFTConfig, None, ["data=x", "run_dir=y"])
+    assert cfg.device == "auto"
+    assert with_device(cfg).device == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(InputError, match="unknown device 'tpu'"):
+        with_device(load_config(SFTConfig, None, ["data=x", "run_dir=y", "device=tpu"]))
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available"):
+            with_device(load_config(GRPOConfig, None, ["data=x", "run_dir=y", "av=a", "ar=b", "device=cuda"]))
+
+
 def _ar_step_loss(tiny_model_dir, texts, gold, steps):
     from nla_audit.metrics import mse_nrm
     from nla_audit.training.nla_models import as_reconstructor, build_ar
@@ -148,6 +162,7 @@ def test_resume_after_kill_matches_uninterrupted(tiny_model_dir, tmp_path, monke
     lb = [json.loads(x)["loss"] for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert la == lb and len(la) == 4
     assert (tmp_path / "a" / "curves.png").exists()
+    assert "device: cpu" in (tmp_path / "b" / "resolved_config.yaml").read_text()  # 'auto' recorded as resolved
 
 
 def test_grpo_steps_run_and_resume(tiny_model_dir, tmp_path):
