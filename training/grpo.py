@@ -45,7 +45,7 @@ from nla_audit.progress import RateProgress
 from nla_audit.sidecar import read_dataset_sidecar, read_model_sidecar
 from nla_audit.vectors import read_vectors
 
-from nla_audit.training.run import RunDir, cost, data_order, lr_at
+from nla_audit.training.run import RunDir, cost, data_order, lr_at, with_device
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,6 @@ def _sequences(tok: Any, prompt: list[int], responses: list[list[int]], pad: int
 def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Path:
     from nla_audit.training.config import to_dict
     from nla_audit.training.nla_models import as_reconstructor, build_ar, build_av
-    from nla_audit.training.sft import with_device
 
     cfg = with_device(cfg)
     dev = torch.device(cfg.device)

@@ -175,6 +175,14 @@ def cost(run: RunDir, device: str, parents: tuple = ()) -> dict:
     total = round(sum(stages.values()), 1) if complete else None
     return {"device": str(device), "wall_time_s": own, "total_wall_time_s": total, "stages": stages}
 
+def with_device(cfg: Any) -> Any:
+    """``cfg`` with ``device`` resolved ('auto' → cuda when available), so the run dir records the real one."""
+    from dataclasses import replace
+
+    from nla_audit.models import resolve_device
+
+    return replace(cfg, device=resolve_device(cfg.device))
+
 
 def data_order(n: int, seed: int, step: int, batch_size: int) -> np.ndarray:
     """Row indices for ``step``: epoch-wise permutations seeded by (seed, epoch) — a pure function of step."""

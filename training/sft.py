@@ -30,7 +30,7 @@ from nla_audit.progress import RateProgress
 from nla_audit.sidecar import read_dataset_sidecar
 from nla_audit.vectors import read_vectors
 
-from nla_audit.training.run import RunDir, cost, data_order, lr_at
+from nla_audit.training.run import RunDir, cost, data_order, lr_at, with_device
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,6 @@ class SFTConfig:
         for k in ("lr", "head_lr"):
             if not (0 < getattr(self, k) < 1):
                 raise ConfigError(f"{k} = {getattr(self, k)}", expected="0 < lr < 1")
-
-
-def with_device(cfg: Any) -> Any:
-    """``cfg`` with ``device`` resolved ('auto' → cuda when available), so the run dir records the real one."""
-    from dataclasses import replace
-
-    from nla_audit.models import resolve_device
-
-    return replace(cfg, device=resolve_device(cfg.device))
 
 
 def _autocast(cfg: SFTConfig):

@@ -57,7 +57,7 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
 
 def test_training_device_is_resolved_and_checked():
     from nla_audit.errors import InputError
-    from nla_audit.training.sft import with_device
+    from nla_audit.training.run import with_device
 
     cfg = load_config(SFTConfig, None, ["data=x", "run_dir=y"])
     assert cfg.device == "auto"
