@@ -47,19 +47,28 @@ def paired_differences(single: dict) -> list[str]:
     return out
 
 
-def run_cost(run_dir: Path) -> str:
-    """What the benchmarked checkpoint's sidecar recorded (its step, not the run's latest logged step)."""
+def run_cost(av_dir: Path, ar_dir: Path) -> str:
+    """What the benchmarked checkpoints' sidecars recorded (their step, not the run's latest logged step). An AV
+    and AR from different runs (e.g. an AR trained on further) name both steps, and the total is their joint
+    lineage (``training.run.lineage``), so the column never credits a mixed pair with the AV's cost alone."""
+    from nla_audit.training.run import lineage
+
     from nla_audit.errors import NLAAuditError
     from nla_audit.sidecar import read_model_sidecar
 
     try:
-        t = read_model_sidecar(run_dir / "av", "av").training or {}
+        tv = read_model_sidecar(av_dir, "av").training or {}
+        tr = read_model_sidecar(ar_dir, "ar").training or {}
     except NLAAuditError:  # no readable sidecar: no cost column
         return "n/a"
-    total, stage = t.get("total_wall_time_s"), t.get("wall_time_s")
-    out = f"{t.get('loss_type', '?')} step {t.get('step', '?')}"
-    if stage:
-        out += f", {stage / 60:.0f} min this stage"
+    stages, complete = lineage([tv, tr])
+    total = sum(stages.values()) if complete and stages else None
+    same = (tv.get("stages") or None) == (tr.get("stages") or None) and tv.get("step") == tr.get("step")
+    out = f"{tv.get('loss_type', '?')} step {tv.get('step', '?')}"
+    if not same:
+        out = f"AV {out}, AR {tr.get('loss_type', '?')} step {tr.get('step', '?')}"
+    elif tv.get("wall_time_s"):
+        out += f", {tv['wall_time_s'] / 60:.0f} min this stage"
     return out + (f", {total / 3600:.2f} h in all stages" if total else "")
 
 
@@ -129,7 +138,7 @@ def main() -> None:
             mse = mse_nrm(pred, v, nla.ar.meta.mse_scale)
             fail = sum(not e.ok for e in expl) / n
             lines.append(table_row(results, label, 1 - mse / base, mse, cosine(pred, v), fail,
-                                   run_cost(Path(av).parent) if label == name else ""))
+                                   run_cost(Path(av), Path(ar)) if label == name else ""))
             results[label].update(examples=[e.text for e in expl[:3]], fve_rows=(1 - mse / base).tolist())
             if label == name:
                 single[name] = (1 - mse / base).numpy()
