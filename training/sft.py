@@ -124,7 +124,6 @@ def train_ar_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
     modules = {"lm": lm, "head": head}
     keep = lambda n: ".lora_" in n or n == "weight"  # noqa: E731  (LoRA factors + the head's weight)
     step = run.load(modules, {"opt": opt})["step"] if resume else 0
-    eval_idx = np.arange(min(cfg.eval_rows, len(texts)))
     t0 = time.perf_counter()
     with RateProgress("ar-sft", total=cfg.steps, enabled=progress, unit="steps") as bar:
         bar.advance(step)
