@@ -27,6 +27,7 @@ The per-step ``fve_nrm`` is on that step's training rollouts (``prompts_per_step
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ class GRPOConfig:
     eval_data: str | None = None
     eval_rows: int = 32
     eval_temperature: float = 0.7
+    micro_batch: int = 0  # rows per policy forward/backward slice (0 = all rollouts at once); same gradient
     base_dtype: str = "bfloat16"
     device: str = "auto"  # CUDA when available, else CPU; the run dir records the device actually used
 
@@ -86,6 +88,8 @@ class GRPOConfig:
         for k in ("steps", "prompts_per_step", "max_new_tokens", "ppo_epochs", "save_every", "eval_every", "eval_rows"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"{k} = {getattr(self, k)}", expected="an integer >= 1")
+        if self.micro_batch < 0:
+            raise ConfigError(f"micro_batch = {self.micro_batch}", expected=">= 0 (0 = all rollouts in one pass)")
         if self.temperature <= 0:
             raise ConfigError(f"temperature = {self.temperature}", expected="> 0 (GRPO needs sampled groups)")
         if self.eval_temperature < 0:
@@ -147,6 +151,46 @@ class SwappedLoRA:
     def __exit__(self, *exc):
         for n, p in self.params.items():
             p.data = self.live[n]
+
+
+def _row_chunks(n: int, micro_batch: int) -> list[slice]:
+    """Row slices of at most ``micro_batch`` rows (0 = one slice): the policy pass's peak memory is one slice's."""
+    size = micro_batch or n
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+@torch.no_grad()
+def _frozen_logprobs(lm: Any, tokens: Any, v: torch.Tensor, scale: float, ids: torch.Tensor, attn: torch.Tensor,
+                     lab: torch.Tensor, swap: SwappedLoRA | None = None) -> torch.Tensor:
+    """Label-token log-probs without a graph: the reference policy (``swap`` = its LoRA) or the pre-update one."""
+    with injecting(lm, tokens, v, scale), (swap or contextlib.nullcontext()):
+        return token_logprobs(lm, ids, attn, lab)
+
+
+def policy_update(lm: Any, tokens: Any, v: torch.Tensor, scale: float, ids: torch.Tensor, attn: torch.Tensor,
+                  lab: torch.Tensor, adv: torch.Tensor, ref_logp: list[torch.Tensor], rows: list[slice],
+                  cfg: GRPOConfig, old_logp: list[torch.Tensor] | None = None) -> tuple[float, float]:
+    """Zero the AV's grads and accumulate ∇(policy loss + kl_coef·KL) slice by slice; returns (loss, kl).
+
+    The loss is the mean over samples of each sample's token-mean, so each slice adds its samples' sum over the
+    total count: the gradient equals the one-pass gradient, whatever the slicing (a GPU fits a larger group).
+    Without ``old_logp`` (``ppo_epochs = 1``) the "old" log-probs are the detached current ones (ratio 1).
+    """
+    n = len(v)
+    lm.zero_grad(set_to_none=True)
+    loss_sum = kl_sum = 0.0
+    for i, (c, ref_c) in enumerate(zip(rows, ref_logp)):
+        counts = lab[c, 1:].sum(1).tolist()
+        adv_tok = torch.repeat_interleave(adv[c], torch.tensor(counts, device=adv.device))
+        with injecting(lm, tokens, v[c], scale):
+            logp = token_logprobs(lm, ids[c], attn[c], lab[c])
+        old = logp.detach() if old_logp is None else old_logp[i]
+        pg = per_sample_mean(clipped_surrogate(logp, old, adv_tok, cfg.clip_eps), counts).sum()
+        kl = per_sample_mean(k3_kl(logp, ref_c), counts).sum()
+        ((pg + cfg.kl_coef * kl) / n).backward()
+        loss_sum += (pg + cfg.kl_coef * kl).item()
+        kl_sum += kl.item()
+    return loss_sum / n, kl_sum / n
 
 
 def _sequences(tok: Any, prompt: list[int], responses: list[list[int]], pad: int):
@@ -220,22 +264,13 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
             adv = group_advantages(rewards, cfg.group_size)
             # ---- policy update
             ids, attn, lab = (t.to(dev) for t in _sequences(tok, prompt, responses, pad))
-            counts = lab[:, 1:].sum(1).tolist()
-            with torch.no_grad(), injecting(lm, tokens, v, scale):
-                old_logp = token_logprobs(lm, ids, attn, lab) if cfg.ppo_epochs > 1 else None
-                with ref:
-                    ref_logp = token_logprobs(lm, ids, attn, lab)
-            adv_tok = torch.repeat_interleave(adv, torch.tensor(counts, device=dev))
+            rows = _row_chunks(len(v), cfg.micro_batch)
+            ref_logp = [_frozen_logprobs(lm, tokens, v[c], scale, ids[c], attn[c], lab[c], ref) for c in rows]
+            old_logp = [_frozen_logprobs(lm, tokens, v[c], scale, ids[c], attn[c], lab[c]) for c in rows] \
+                if cfg.ppo_epochs > 1 else None
             lm.train()
             for _ in range(cfg.ppo_epochs):
-                with injecting(lm, tokens, v, scale):
-                    logp = token_logprobs(lm, ids, attn, lab)
-                old = logp.detach() if old_logp is None else old_logp
-                pg = per_sample_mean(clipped_surrogate(logp, old, adv_tok, cfg.clip_eps), counts).mean()
-                kl = per_sample_mean(k3_kl(logp, ref_logp), counts).mean()
-                loss = pg + cfg.kl_coef * kl
-                av_opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss, kl = policy_update(lm, tokens, v, scale, ids, attn, lab, adv, ref_logp, rows, cfg, old_logp)
                 torch.nn.utils.clip_grad_norm_(av_params, cfg.grad_clip)
                 av_opt.step()
             # ---- live AR update on the AV's own completed explanations
@@ -251,7 +286,7 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
                 ar_loss = ar_l.item()
             step += 1
             comp_mse = mse[completed]
-            rec = {"step": step, "reward": rewards.mean().item(), "loss": loss.item(), "kl": kl.item(),
+            rec = {"step": step, "reward": rewards.mean().item(), "loss": loss, "kl": kl,
                    "failed_rate": 1 - completed.float().mean().item(), "ar_loss": ar_loss,
                    "fve_nrm": (1 - comp_mse.mean().item() / b_rv) if len(comp_mse) else None,
                    "mean_len": sum(len(r) for r in responses) / len(responses), "elapsed_s": time.perf_counter() - t0}

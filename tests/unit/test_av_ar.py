@@ -49,7 +49,7 @@ def test_ar_identity_head_predicts_block_output(tiny_nla, tiny_model_dir):
     ar = as_reconstructor(inner, head, tok, 2, 64)
     text = "a cat sat"
     pred = ar.reconstruct([text])
-    target = load_target(str(tiny_model_dir))
+    target = load_target(str(tiny_model_dir), dtype="float32", device="cpu")  # same device/dtype as the AR
     ids = tok(ar.prompt(text), add_special_tokens=True, return_tensors="pt").input_ids
     with torch.no_grad():
         hs = target.model(ids, output_hidden_states=True).hidden_states[3][0, -1]

@@ -51,7 +51,7 @@ def test_template_drift_is_detected(tiny_target):
 def test_hook_injects_in_forward_and_gradient_reaches_vector(tiny_target):
     tok, model = tiny_target.tokenizer, tiny_target.model
     meta = build_token_meta(tok)
-    ids = torch.tensor([av_prompt_ids(tok, AV_TEMPLATE, meta.injection_char)])
+    ids = torch.tensor([av_prompt_ids(tok, AV_TEMPLATE, meta.injection_char)], device=model.device)
     v = torch.randn(1, 64, requires_grad=True)
     captured = {}
     h = model.get_input_embeddings().register_forward_hook(lambda m, i, o: captured.setdefault("emb", o))
@@ -73,6 +73,6 @@ def test_hook_injects_in_forward_and_gradient_reaches_vector(tiny_target):
 def test_hook_rejects_wrong_count(tiny_target):
     tok, model = tiny_target.tokenizer, tiny_target.model
     meta = build_token_meta(tok)
-    ids = torch.tensor([av_prompt_ids(tok, AV_TEMPLATE, meta.injection_char)])
+    ids = torch.tensor([av_prompt_ids(tok, AV_TEMPLATE, meta.injection_char)], device=model.device)
     with injecting(model, meta, torch.randn(2, 64), 5.0), pytest.raises(InjectionError):
         model(ids)

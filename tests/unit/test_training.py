@@ -162,7 +162,8 @@ def test_resume_after_kill_matches_uninterrupted(tiny_model_dir, tmp_path, monke
     lb = [json.loads(x)["loss"] for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert la == lb and len(la) == 4
     assert (tmp_path / "a" / "curves.png").exists()
-    assert "device: cpu" in (tmp_path / "b" / "resolved_config.yaml").read_text()  # 'auto' recorded as resolved
+    resolved = "cuda" if torch.cuda.is_available() else "cpu"
+    assert f"device: {resolved}" in (tmp_path / "b" / "resolved_config.yaml").read_text()  # 'auto' recorded as resolved
 
 
 def test_grpo_steps_run_and_resume(tiny_model_dir, tmp_path):
@@ -205,3 +206,35 @@ def test_heldout_eval_leaves_the_training_rng_alone(tiny_model_dir, tmp_path):
     assert torch.equal(state, torch.get_rng_state())
     assert heldout_eval(av, ar, gold, 1.0, cfg) == first  # fixed seed: the same rows give the same curve point
     assert set(first) == {"eval_fve_nrm", "eval_fve_nrm_shuffled", "eval_failed_rate"}
+
+
+@pytest.mark.parametrize("ppo_epochs", [1, 2])
+def test_policy_update_gradient_does_not_depend_on_micro_batch(tiny_model_dir, ppo_epochs):
+    """Slicing the rollouts (to fit a larger group on a GPU) must give the one-pass loss and gradient."""
+    from nla_audit.injection import av_prompt_ids, build_token_meta
+    from nla_audit.sidecar import AV_TEMPLATE
+    from nla_audit.training.grpo import SwappedLoRA, _frozen_logprobs, _row_chunks, _sequences, policy_update
+    from nla_audit.training.nla_models import build_av
+
+    lm, tok = build_av(str(tiny_model_dir), 4, 8.0, dtype=torch.float32)
+    ref = SwappedLoRA(lm)
+    for p in ref.params.values():  # live LoRA ≠ reference LoRA, so the KL term has a gradient
+        torch.nn.init.normal_(p, std=0.05)
+    meta = build_token_meta(tok)
+    prompt = av_prompt_ids(tok, AV_TEMPLATE, meta.injection_char)
+    responses = [torch.randint(100, 5000, (n,)).tolist() + [tok.eos_token_id] for n in (3, 7, 2, 5, 6)]
+    ids, attn, lab = _sequences(tok, prompt, responses, tok.eos_token_id)
+    v, adv = torch.randn(5, 64), torch.randn(5)
+    cfg = GRPOConfig(data="x", run_dir="x", av="x", ar="x", kl_coef=0.5, ppo_epochs=ppo_epochs)
+    out = {}
+    for mb in (0, 2):
+        rows = _row_chunks(5, mb)
+        ref_logp = [_frozen_logprobs(lm, meta, v[c], 3.0, ids[c], attn[c], lab[c], ref) for c in rows]
+        old = [_frozen_logprobs(lm, meta, v[c], 3.0, ids[c], attn[c], lab[c]) for c in rows] if ppo_epochs > 1 else None
+        loss, kl = policy_update(lm, meta, v, 3.0, ids, attn, lab, adv, ref_logp, rows, cfg, old)
+        out[mb] = (loss, kl, [p.grad.clone() for p in ref.params.values()])
+    assert len(_row_chunks(5, 2)) == 3 and len(_row_chunks(5, 0)) == 1
+    assert out[0][0] == pytest.approx(out[2][0], rel=1e-5) and out[0][1] == pytest.approx(out[2][1], rel=1e-5)
+    assert out[0][1] > 0 and any(g.abs().sum() > 0 for g in out[0][2])
+    for a, b in zip(out[0][2], out[2][2]):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
