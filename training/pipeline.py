@@ -24,6 +24,9 @@ class PipelineConfig:
     ar_steps: int = 400
     av_steps: int = 400
     rl_steps: int = 0
+    rl_prompts_per_step: int = 4  # activations a GRPO step; 16 on a GPU (the shipped run)
+    rl_group_size: int = 4  # samples per activation; 8 on a GPU
+    rl_micro_batch: int = 0  # rollouts per policy forward/backward slice (0 = all at once)
     ar_batch_size: int = 16
     av_batch_size: int = 8
     device: str = "auto"  # every stage: CUDA when available, else CPU
@@ -70,7 +73,9 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
         _say(f"rl: {'resume' if resume else 'start'} → {cfg.rl_steps} steps")
         heldout = data / "base.test.parquet"  # the test split datagen writes: the held-out curve during RL
         train_rl(GRPOConfig(data=str(data / "rl.parquet"), run_dir=str(run_dir), av=str(out["av"]), ar=str(out["ar"]),
-                            model=cfg.model, steps=cfg.rl_steps, device=cfg.device, eval_data=str(heldout) if heldout.exists() else None),
+                            model=cfg.model, steps=cfg.rl_steps, prompts_per_step=cfg.rl_prompts_per_step,
+                            group_size=cfg.rl_group_size, micro_batch=cfg.rl_micro_batch, device=cfg.device,
+                            eval_data=str(heldout) if heldout.exists() else None),
                  resume=resume, progress=progress)
         out = {"av": run_dir / "av", "ar": run_dir / "ar"}
     return out

@@ -238,3 +238,23 @@ def test_policy_update_gradient_does_not_depend_on_micro_batch(tiny_model_dir, p
     assert out[0][1] > 0 and any(g.abs().sum() > 0 for g in out[0][2])
     for a, b in zip(out[0][2], out[2][2]):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_pipeline_skips_finished_stages_and_passes_rl_settings(tmp_path, monkeypatch):
+    """A re-run skips stages whose outputs exist; the GPU group settings reach GRPO."""
+    import nla_audit.training.grpo as grpo
+    from nla_audit.training.pipeline import PipelineConfig, run_pipeline
+
+    for rel in ("data/base.parquet", "data/rl.parquet", "ar_sft/ar/nla_meta.yaml", "av_sft/av/nla_meta.yaml"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    for stage in ("ar_sft", "av_sft"):
+        (tmp_path / stage / "metrics.jsonl").write_text(json.dumps({"step": 5}) + "\n")
+    seen = []
+    monkeypatch.setattr(grpo, "train_rl", lambda cfg, resume, progress: seen.append((cfg, resume)))
+    out = run_pipeline(PipelineConfig(run_dir=str(tmp_path), ar_steps=5, av_steps=5, rl_steps=7, rl_prompts_per_step=16,
+                                      rl_group_size=8, rl_micro_batch=32, device="cpu"), progress=False)
+    (cfg, resume), = seen
+    assert (cfg.steps, cfg.prompts_per_step, cfg.group_size, cfg.micro_batch) == (7, 16, 8, 32) and not resume
+    assert cfg.av == str(tmp_path / "av_sft" / "av") and cfg.eval_data is None  # no test split written: no curve
+    assert out == {"av": tmp_path / "rl" / "av", "ar": tmp_path / "rl" / "ar"}
