@@ -15,6 +15,8 @@ def register(sub) -> None:
     p.add_argument("--teacher", default="offline", choices=["offline", "anthropic"])
     p.add_argument("--teacher-model", default="claude-haiku-4-5")
     p.add_argument("--max-rows", type=int, default=None, help="cap rows per SFT split")
+    p.add_argument("--eval-rows", type=int, default=128,
+                   help="test-split rows explained into ar_eval.parquet, the AR SFT's held-out curve (0 = none)")
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=run_datagen)
 
@@ -42,7 +44,8 @@ def run_datagen(args) -> int:
     from nla_audit.training.datagen import DatagenConfig, run_datagen as go
 
     counts = go(DatagenConfig(data=args.data, out_dir=args.out_dir, teacher=args.teacher,
-                              teacher_model=args.teacher_model, seed=args.seed, max_rows=args.max_rows))
+                              teacher_model=args.teacher_model, seed=args.seed, max_rows=args.max_rows,
+                              eval_rows=args.eval_rows))
     for k, v in counts.items():
         print(f"{k}: {v} rows → {Path(args.out_dir) / (k + '.parquet')}")
     return 0

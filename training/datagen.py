@@ -3,7 +3,9 @@
 Input is a base activation parquet from ``nla-audit extract``. It is split by document (``nla_audit.split``;
 existing split files next to it are reused), the two SFT splits get teacher explanations, and the three
 training files are written with sidecars carrying the tokens block and both prompt templates. The ``test``
-split is never touched by training: it is the held-out set of ``benchmarks/fve.py``.
+split is never trained on: it is the held-out set of ``benchmarks/fve.py``. ``eval_rows`` of its rows (a seeded
+choice) also get teacher explanations, written to ``ar_eval.parquet``: the AR SFT's held-out curve (the AR's
+ceiling on teacher text), which only watches the run and never feeds a gradient.
 """
 
 from __future__ import annotations
@@ -31,7 +33,14 @@ class DatagenConfig:
     teacher_model: str = "claude-haiku-4-5"
     seed: int = 42
     max_rows: int | None = None  # per SFT split; None = all
+    eval_rows: int = 128  # test-split rows explained for ar_eval.parquet (0 = none)
     dtype: str = "bfloat16"
+
+    def __post_init__(self) -> None:
+        from nla_audit.errors import ConfigError
+
+        if self.eval_rows < 0:
+            raise ConfigError(f"eval_rows = {self.eval_rows}", expected=">= 0 (0 = no ar_eval.parquet)")
 
 
 def split_paths(data: Path, seed: int) -> dict[str, Path]:
@@ -46,6 +55,13 @@ def _rows(path: Path, max_rows: int | None) -> tuple[np.ndarray, dict[str, list]
     if max_rows is not None and len(vecs) > max_rows:
         vecs, cols = vecs[:max_rows], {k: v[:max_rows] for k, v in cols.items()}
     return vecs, cols
+
+
+def _eval_rows(path: Path, n: int, seed: int) -> tuple[np.ndarray, dict[str, list]]:
+    """``n`` rows of the test split, a seeded choice kept in file order (spread over documents, reproducible)."""
+    vecs, cols = read_vectors(path, PROVENANCE)
+    pick = np.sort(np.random.default_rng(seed).permutation(len(vecs))[:n])
+    return vecs[pick], {k: [v[i] for i in pick] for k, v in cols.items()}
 
 
 def offline_explanations(meta: dict, needed: dict[str, set[int]], dtype: str) -> dict[tuple[str, int], str]:
@@ -122,6 +138,8 @@ def run_datagen(cfg: DatagenConfig) -> dict[str, int]:
     meta = read_dataset_sidecar(data)
     paths = split_paths(data, cfg.seed)
     sft = {name: _rows(paths[name], cfg.max_rows) for name in ("av_sft", "ar_sft")}
+    if cfg.eval_rows:
+        sft["ar_eval"] = _eval_rows(paths["test"], cfg.eval_rows, cfg.seed)
     expl = _explanations(cfg, meta, sft)
     tok = load_tokenizer(resolve_model_path(meta["extraction"].get("model_path") or meta["extraction"]["base_model"]))
     tokens = build_token_meta(tok)
@@ -131,17 +149,19 @@ def run_datagen(cfg: DatagenConfig) -> dict[str, int]:
     prompt_type = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
     counts = {}
     base = {k: v for k, v in meta.items() if k not in ("kind", "schema_version", "created_at", "split", "row_count")}
-    for stage in ("av_sft", "ar_sft", "rl"):
+    for stage in ("av_sft", "ar_sft", "rl", "ar_eval"):
+        if stage == "ar_eval" and stage not in sft:
+            continue
         vecs, cols = sft[stage] if stage in sft else _rows(paths[stage], None)
         if stage in sft:
             texts = [expl.get((d, int(n))) for d, n in zip(cols["doc_id"], cols["n_raw_tokens"])]
-            keep = np.array([t is not None for t in texts])
+            keep = np.array([t is not None for t in texts], dtype=bool)
             vecs, texts = vecs[keep], [t for t in texts if t is not None]
             cols = {k: [x for x, m in zip(v, keep) if m] for k, v in cols.items()}
         if stage == "av_sft":
             extra = {"prompt": (prompt_type, [av_prompt] * len(vecs)),
                      "response": (pa.string(), [f"<explanation>\n{t}\n</explanation>" for t in texts])}
-        elif stage == "ar_sft":
+        elif stage in ("ar_sft", "ar_eval"):
             extra = {"prompt": (pa.string(), [AR_TEMPLATE.replace("{explanation}", t) for t in texts]),
                      "explanation": (pa.string(), texts)}
         else:
@@ -151,7 +171,8 @@ def run_datagen(cfg: DatagenConfig) -> dict[str, int]:
         side = dict(base, dataset_id=f"{stage}_{meta.get('dataset_id', data.stem)}", stage=stage, row_count=len(vecs),
                     tokens=tokens.to_dict(),
                     prompt_templates={"actor": AV_TEMPLATE, "critic": AR_TEMPLATE},
-                    parent_datasets=[str(paths[stage])], created_by="nla_audit.training.datagen")
+                    parent_datasets=[str(paths["test" if stage == "ar_eval" else stage])],
+                    created_by="nla_audit.training.datagen")
         if stage in sft:
             side["api_summaries"] = {"teacher": cfg.teacher, "model": cfg.teacher_model if cfg.teacher == "anthropic" else None}
         write_dataset_sidecar(out, side)

@@ -62,8 +62,11 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
         if not done:
             resume = (run_dir / "checkpoint" / "state.pt").exists()
             _say(f"{stage}: {'resume' if resume else 'start'} → {steps} steps")
+            ar_eval = data / "ar_eval.parquet"  # datagen's held-out teacher text: the AR SFT's held-out curve
             fn(SFTConfig(data=str(data / f"{stage}.parquet"), run_dir=str(run_dir), model=cfg.model, steps=steps,
-                         batch_size=bs, device=cfg.device), resume=resume, progress=progress)
+                         batch_size=bs, device=cfg.device,
+                         eval_data=str(ar_eval) if stage == "ar_sft" and ar_eval.exists() else None),
+               resume=resume, progress=progress)
         out[name] = run_dir / name
     if cfg.rl_steps > 0:
         from nla_audit.training.grpo import GRPOConfig, train_rl

@@ -50,6 +50,7 @@ class SFTConfig:
     save_every: int = 50
     eval_every: int = 50
     eval_rows: int = 32
+    eval_data: str | None = None  # AR SFT only: datagen's ar_eval.parquet (held-out rows with teacher text)
     injection_scale: float | None = None
     max_length: int = 256
     base_dtype: str = "bfloat16"  # frozen base weights; LoRA factors and the AR head stay fp32
@@ -117,6 +118,7 @@ def train_ar_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
     from nla_audit.training.nla_models import as_reconstructor
 
     ar = as_reconstructor(inner, head, tok, layer, d)
+    heldout = _ar_eval_rows(cfg, layer, d) if cfg.eval_data else None
     lora = [p for p in lm.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": lora, "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr}],
                             betas=(0.9, 0.95), weight_decay=0.0)
@@ -142,6 +144,8 @@ def train_ar_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
             step += 1
             rec = {"step": step, "loss": loss.item(), "fve_nrm": 1 - loss.item() / base["baseline_rawvar"],
                    "lr": opt.param_groups[0]["lr"], "elapsed_s": time.perf_counter() - t0}
+            if heldout is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+                rec["eval_fve_nrm"] = ar_heldout_fve(ar, *heldout, base["baseline_rawvar"], cfg)
             run.log(rec)
             bar.advance(1, int(mask.sum()), loss=rec["loss"], fve=rec["fve_nrm"])
             if step % cfg.save_every == 0 or step == cfg.steps:
@@ -151,6 +155,34 @@ def train_ar_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
                            **cost(run, cfg.device)})
                 run.plot()
     return Path(cfg.run_dir) / "ar"
+
+
+def _ar_eval_rows(cfg: SFTConfig, layer: int, d: int) -> tuple[list[str], torch.Tensor]:
+    """The first ``eval_rows`` (teacher text, activation) pairs of an ``ar_eval`` parquet at the AR's site."""
+    import pyarrow.parquet as pq
+
+    from nla_audit.errors import InputError
+
+    meta = read_dataset_sidecar(cfg.eval_data)
+    ext = meta["extraction"]
+    if meta.get("stage") != "ar_eval" or int(ext["layer_index"]) != layer or int(ext["d_model"]) != d:
+        raise InputError(f"eval_data {cfg.eval_data} is stage {meta.get('stage')!r}, layer {ext['layer_index']}, "
+                         f"d_model {ext['d_model']}", expected=f"stage 'ar_eval', layer {layer}, d_model {d}",
+                         fix="pass the ar_eval.parquet that datagen wrote beside this ar_sft.parquet")
+    vecs, _ = read_vectors(cfg.eval_data)
+    texts = pq.read_table(cfg.eval_data, columns=["explanation"]).column("explanation").to_pylist()
+    n = min(cfg.eval_rows, len(texts))
+    return texts[:n], torch.from_numpy(vecs[:n].copy())
+
+
+@torch.no_grad()
+def ar_heldout_fve(ar: Any, texts: list[str], gold: torch.Tensor, b_rv: float, cfg: SFTConfig) -> float:
+    """Mean fve_nrm of the live AR on held-out teacher text: its ceiling, since no AV text is that good."""
+    from nla_audit.metrics import fve_nrm
+
+    preds = torch.cat([ar(*ar.encode(texts[i:i + cfg.batch_size], max_length=cfg.max_length))
+                       for i in range(0, len(texts), cfg.batch_size)]).float().cpu()
+    return float(fve_nrm(mse_nrm(preds, gold, ar.meta.mse_scale), b_rv).mean())
 
 
 # ============================================================================================ AV SFT
@@ -194,6 +226,11 @@ def train_av_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
     from nla_audit.training.nla_models import build_av, export_av, round_scale
 
     cfg = with_device(cfg)
+    if cfg.eval_data:
+        from nla_audit.errors import ConfigError
+
+        raise ConfigError(f"eval_data = {cfg.eval_data}", expected="unset for AV SFT (it logs the real-vs-shuffled "
+                          "loss gap on training rows; eval_data is the AR SFT's held-out curve)")
     meta = read_dataset_sidecar(cfg.data)
     check_dataset(meta, "av_sft", cfg.model)
     tokens = TokenMeta.from_dict(meta["tokens"], cfg.data)

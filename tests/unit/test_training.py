@@ -258,3 +258,39 @@ def test_pipeline_skips_finished_stages_and_passes_rl_settings(tmp_path, monkeyp
     assert (cfg.steps, cfg.prompts_per_step, cfg.group_size, cfg.micro_batch) == (7, 16, 8, 32) and not resume
     assert cfg.av == str(tmp_path / "av_sft" / "av") and cfg.eval_data is None  # no test split written: no curve
     assert out == {"av": tmp_path / "rl" / "av", "ar": tmp_path / "rl" / "ar"}
+
+
+def test_datagen_writes_heldout_ar_eval_and_ar_sft_logs_its_curve(tiny_model_dir, tmp_path):
+    """ar_eval.parquet holds test-split rows only (never a training document); AR SFT logs fve_nrm on it."""
+    from nla_audit.errors import InputError
+    from nla_audit.extract import ExtractConfig, extract_activations
+    from nla_audit.models import load_target
+    from nla_audit.sidecar import read_dataset_sidecar
+    from nla_audit.vectors import read_vectors
+    from tests.builders import text_corpus
+
+    from nla_audit.training.datagen import DatagenConfig, run_datagen
+    from nla_audit.training.sft import train_ar_sft, train_av_sft
+
+    base = tmp_path / "base.parquet"
+    extract_activations(ExtractConfig(out=str(base), corpus=str(text_corpus(tmp_path / "c.jsonl", 30)), layer=2,
+                                      min_position=5, positions_per_doc=3), target=load_target(str(tiny_model_dir)),
+                        progress=False)
+    counts = run_datagen(DatagenConfig(data=str(base), out_dir=str(tmp_path / "d"), eval_rows=4, dtype="float32"))
+    ev = tmp_path / "d" / "ar_eval.parquet"
+    assert counts["ar_eval"] == 4 and read_dataset_sidecar(ev)["stage"] == "ar_eval"
+    docs = {name: set(read_vectors(p, ["doc_id"])[1]["doc_id"])
+            for name, p in (("eval", ev), ("test", tmp_path / "base.test.parquet"),
+                            *((s, tmp_path / "d" / f"{s}.parquet") for s in ("ar_sft", "av_sft", "rl")))}
+    assert docs["eval"] <= docs["test"] and not docs["eval"] & (docs["ar_sft"] | docs["av_sft"] | docs["rl"])
+    common = dict(model=str(tiny_model_dir), batch_size=4, lora_rank=2, eval_every=1, base_dtype="float32")
+    train_ar_sft(SFTConfig(data=str(tmp_path / "d" / "ar_sft.parquet"), run_dir=str(tmp_path / "ar"), steps=2,
+                           eval_data=str(ev), **common), progress=False)
+    recs = [json.loads(x) for x in (tmp_path / "ar" / "metrics.jsonl").read_text().splitlines()]
+    assert len(recs) == 2 and all(math.isfinite(r["eval_fve_nrm"]) for r in recs)
+    with pytest.raises(InputError, match="expected stage 'ar_eval'"):
+        train_ar_sft(SFTConfig(data=str(tmp_path / "d" / "ar_sft.parquet"), run_dir=str(tmp_path / "ar2"), steps=1,
+                               eval_data=str(tmp_path / "d" / "ar_sft.parquet"), **common), progress=False)
+    with pytest.raises(ConfigError, match="unset for AV SFT"):
+        train_av_sft(SFTConfig(data=str(tmp_path / "d" / "av_sft.parquet"), run_dir=str(tmp_path / "av"), steps=1,
+                               eval_data=str(ev), **common), progress=False)
