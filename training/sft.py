@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from nla_audit.injection import av_prompt_ids, injecting
-from nla_audit.metrics import baselines, mse_nrm
+from nla_audit.metrics import baselines, fve_nrm, mse_nrm
 from nla_audit.models import resolve_dtype
 from nla_audit.progress import RateProgress
 from nla_audit.sidecar import read_dataset_sidecar
@@ -177,9 +177,7 @@ def _ar_eval_rows(cfg: SFTConfig, layer: int, d: int) -> tuple[list[str], torch.
 
 @torch.no_grad()
 def ar_heldout_fve(ar: Any, texts: list[str], gold: torch.Tensor, b_rv: float, cfg: SFTConfig) -> float:
-    """Mean fve_nrm of the live AR on held-out teacher text: its ceiling, since no AV text is that good."""
-    from nla_audit.metrics import fve_nrm
-
+    """Mean fve_nrm of the live AR on held-out teacher text: the reference an AV's text is measured against."""
     preds = torch.cat([ar(*ar.encode(texts[i:i + cfg.batch_size], max_length=cfg.max_length))
                        for i in range(0, len(texts), cfg.batch_size)]).float().cpu()
     return float(fve_nrm(mse_nrm(preds, gold, ar.meta.mse_scale), b_rv).mean())
