@@ -175,11 +175,10 @@ def _ar_eval_rows(cfg: SFTConfig, layer: int, d: int) -> tuple[list[str], torch.
     return texts[:n], torch.from_numpy(vecs[:n].copy())
 
 
-@torch.no_grad()
 def ar_heldout_fve(ar: Any, texts: list[str], gold: torch.Tensor, b_rv: float, cfg: SFTConfig) -> float:
-    """Mean fve_nrm of the live AR on held-out teacher text: the reference an AV's text is measured against."""
-    preds = torch.cat([ar(*ar.encode(texts[i:i + cfg.batch_size], max_length=cfg.max_length))
-                       for i in range(0, len(texts), cfg.batch_size)]).float().cpu()
+    """Mean fve_nrm of the live AR on held-out teacher text: the reference an AV's text is measured against.
+    Scored by ``reconstruct`` (no truncation), as ``benchmarks/fve.py`` and GRPO's held-out curve score."""
+    preds = ar.reconstruct(texts, cfg.batch_size)
     return float(fve_nrm(mse_nrm(preds, gold, ar.meta.mse_scale), b_rv).mean())
 
 
