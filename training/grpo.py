@@ -253,6 +253,7 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
             for g in av_opt.param_groups:
                 g["lr"] = lr_at(step, cfg.av_lr, cfg.warmup_steps)
             # ---- rollouts (sampled, vector injected)
+            t_gen = _clock(dev)
             lm.eval()
             responses, texts, ok, trunc = _rollouts(lm, tok, prompt, tokens, v, scale, cfg.temperature,
                                                     cfg.max_new_tokens, pad)
@@ -263,6 +264,7 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
             rewards, completed = rollout_rewards(texts, ok, trunc, too_long, mse)
             adv = group_advantages(rewards, cfg.group_size)
             # ---- policy update
+            t_pol = _clock(dev)
             ids, attn, lab = (t.to(dev) for t in _sequences(tok, prompt, responses, pad))
             rows = _row_chunks(len(v), cfg.micro_batch)
             ref_logp = [_frozen_logprobs(lm, tokens, v[c], scale, ids[c], attn[c], lab[c], ref) for c in rows]
@@ -274,6 +276,7 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
                 torch.nn.utils.clip_grad_norm_(av_params, cfg.grad_clip)
                 av_opt.step()
             # ---- live AR update on the AV's own completed explanations
+            t_ar = _clock(dev)
             ar_loss = float("nan")
             if completed.any():
                 keep_rows = completed.nonzero()[:, 0]
@@ -284,12 +287,14 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
                 torch.nn.utils.clip_grad_norm_(ar_lora + list(head.parameters()), cfg.grad_clip)
                 ar_opt.step()
                 ar_loss = ar_l.item()
+            t_end = _clock(dev)
             step += 1
             comp_mse = mse[completed]
             rec = {"step": step, "reward": rewards.mean().item(), "loss": loss, "kl": kl,
                    "failed_rate": 1 - completed.float().mean().item(), "ar_loss": ar_loss,
                    "fve_nrm": (1 - comp_mse.mean().item() / b_rv) if len(comp_mse) else None,
-                   "mean_len": sum(len(r) for r in responses) / len(responses), "elapsed_s": time.perf_counter() - t0}
+                   "mean_len": sum(len(r) for r in responses) / len(responses), "elapsed_s": time.perf_counter() - t0,
+                   "rollout_s": t_pol - t_gen, "policy_s": t_ar - t_pol, "ar_s": t_end - t_ar}
             if heldout is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
                 lm.eval()
                 rec.update(heldout_eval(ActivationVerbalizer(lm, tok, av_meta), ar, heldout, b_rv, cfg))
@@ -300,6 +305,13 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
                 _export(cfg, lm, ar_lm, head, av_meta, ar_meta, layer, step, cost(run, cfg.device, (av_meta, ar_meta)))
                 run.plot(("reward", "fve_nrm", "eval_fve_nrm", "eval_fve_nrm_shuffled", "kl", "failed_rate"))
     return Path(cfg.run_dir) / "av"
+
+
+def _clock(dev: torch.device) -> float:
+    """Wall time after the device's queued work is done, so per-phase timings on CUDA are not just launch times."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    return time.perf_counter()
 
 
 def _rollouts(lm: Any, tok: Any, prompt: list[int], tokens: Any, v: torch.Tensor, scale: float, temperature: float,

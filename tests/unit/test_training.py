@@ -186,6 +186,8 @@ def test_grpo_steps_run_and_resume(tiny_model_dir, tmp_path):
     assert [("eval_fve_nrm" in r) for r in recs] == [False, True, True]  # every eval_every steps and at the end
     assert all(math.isfinite(r["eval_fve_nrm"]) and math.isfinite(r["eval_fve_nrm_shuffled"]) for r in recs[1:])
     assert all(r["failed_rate"] == 1.0 and r["reward"] == -2.0 for r in recs)  # untrained: truncated → failure reward
+    phases = ("rollout_s", "policy_s", "ar_s")  # where each step's time went, logged for GPU profiling
+    assert all(min(r[k] for k in phases) >= 0 and sum(r[k] for k in phases) <= r["elapsed_s"] for r in recs)
     assert (tmp_path / "rl" / "av" / "nla_meta.yaml").exists() and (tmp_path / "rl" / "ar" / "value_head.safetensors").exists()
 
 
