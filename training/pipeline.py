@@ -28,6 +28,7 @@ class PipelineConfig:
     rl_group_size: int = 4  # samples per activation; 8 on a GPU
     rl_micro_batch: int = 0  # rollouts per policy forward/backward slice (0 = all at once)
     ar_batch_size: int = 16
+    ar_lora_rank: int = 16  # the AR's LoRA rank (alpha = 2 × rank); 64 reads teacher text better at equal steps
     av_batch_size: int = 8
     device: str = "auto"  # every stage: CUDA when available, else CPU
 
@@ -63,8 +64,9 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
             resume = (run_dir / "checkpoint" / "state.pt").exists()
             _say(f"{stage}: {'resume' if resume else 'start'} → {steps} steps")
             ar_eval = data / "ar_eval.parquet"  # datagen's held-out teacher text: the AR SFT's held-out curve
+            rank = cfg.ar_lora_rank if stage == "ar_sft" else SFTConfig.lora_rank
             fn(SFTConfig(data=str(data / f"{stage}.parquet"), run_dir=str(run_dir), model=cfg.model, steps=steps,
-                         batch_size=bs, device=cfg.device,
+                         batch_size=bs, device=cfg.device, lora_rank=rank, lora_alpha=2.0 * rank,
                          eval_data=str(ar_eval) if stage == "ar_sft" and ar_eval.exists() else None),
                resume=resume, progress=progress)
         out[name] = run_dir / name

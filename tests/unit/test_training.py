@@ -262,6 +262,22 @@ def test_pipeline_skips_finished_stages_and_passes_rl_settings(tmp_path, monkeyp
     assert out == {"av": tmp_path / "rl" / "av", "ar": tmp_path / "rl" / "ar"}
 
 
+def test_pipeline_passes_the_ar_lora_rank_to_ar_sft_only(tmp_path, monkeypatch):
+    import nla_audit.training.sft as sft
+    from nla_audit.training.pipeline import PipelineConfig, run_pipeline
+
+    for rel in ("data/base.parquet", "data/rl.parquet"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    seen = {}
+    monkeypatch.setattr(sft, "train_ar_sft", lambda cfg, resume, progress: seen.setdefault("ar", cfg))
+    monkeypatch.setattr(sft, "train_av_sft", lambda cfg, resume, progress: seen.setdefault("av", cfg))
+    run_pipeline(PipelineConfig(run_dir=str(tmp_path), ar_steps=5, av_steps=5, ar_lora_rank=64, device="cpu"),
+                 progress=False)
+    assert (seen["ar"].lora_rank, seen["ar"].lora_alpha) == (64, 128.0)
+    assert (seen["av"].lora_rank, seen["av"].lora_alpha) == (16, 32.0)
+
+
 def test_datagen_writes_heldout_ar_eval_and_ar_sft_logs_its_curve(tiny_model_dir, tmp_path):
     """ar_eval.parquet holds test-split rows only (never a training document); AR SFT logs fve_nrm on it."""
     from nla_audit.errors import InputError
