@@ -32,6 +32,12 @@ class PipelineConfig:
     av_batch_size: int = 8
     device: str = "auto"  # every stage: CUDA when available, else CPU
 
+    def __post_init__(self) -> None:
+        from nla_audit.errors import ConfigError
+
+        if self.ar_lora_rank < 1:  # checked here, not hours later when the AR SFT stage starts
+            raise ConfigError(f"ar_lora_rank = {self.ar_lora_rank}", expected="an integer >= 1 (16 is the shipped AR's)")
+
 
 def _say(msg: str) -> None:
     print(f"[pipeline] {msg}", file=sys.stderr, flush=True)

@@ -276,6 +276,8 @@ def test_pipeline_passes_the_ar_lora_rank_to_ar_sft_only(tmp_path, monkeypatch):
                  progress=False)
     assert (seen["ar"].lora_rank, seen["ar"].lora_alpha) == (64, 128.0)
     assert (seen["av"].lora_rank, seen["av"].lora_alpha) == (16, 32.0)
+    with pytest.raises(ConfigError, match="ar_lora_rank"):
+        PipelineConfig(run_dir=str(tmp_path), ar_lora_rank=0)
 
 
 def test_datagen_writes_heldout_ar_eval_and_ar_sft_logs_its_curve(tiny_model_dir, tmp_path):
