@@ -68,7 +68,8 @@ def main() -> None:
     train_ar_sft(cfg, resume=resume, progress=False)
     rows = [json.loads(x) for x in (Path(args.run_dir) / "metrics.jsonl").read_text().splitlines()]
     curve = [(r["step"], r["eval_fve_nrm"]) for r in rows if "eval_fve_nrm" in r]
-    setup = (f"- AR: LoRA rank 16 + d×d head, batch 16, lr 3e-4 / head 1e-3 (the shipped AR's recipe); text = last "
+    setup = (f"- AR: LoRA rank {cfg.lora_rank} + d×d head, batch {cfg.batch_size}, lr {cfg.lr:g} / head {cfg.head_lr:g} "
+             f"(the shipped AR's recipe); text = last "
              f"{args.chars} characters of the prefix; held-out: the 128 rows of {data / 'ar_eval.parquet'} (test "
              "split, never trained on), the rows the teacher-text AR's curve uses")
     cost = (f"- wall time {rows[-1]['wall_s'] / 60:.0f} min for {rows[-1]['step']} steps. A diagnostic ceiling for the "

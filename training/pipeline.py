@@ -70,11 +70,10 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
             resume = (run_dir / "checkpoint" / "state.pt").exists()
             _say(f"{stage}: {'resume' if resume else 'start'} → {steps} steps")
             ar_eval = data / "ar_eval.parquet"  # datagen's held-out teacher text: the AR SFT's held-out curve
-            rank = cfg.ar_lora_rank if stage == "ar_sft" else SFTConfig.lora_rank
+            ar_only = dict(lora_rank=cfg.ar_lora_rank, lora_alpha=2.0 * cfg.ar_lora_rank,
+                           eval_data=str(ar_eval) if ar_eval.exists() else None) if stage == "ar_sft" else {}
             fn(SFTConfig(data=str(data / f"{stage}.parquet"), run_dir=str(run_dir), model=cfg.model, steps=steps,
-                         batch_size=bs, device=cfg.device, lora_rank=rank, lora_alpha=2.0 * rank,
-                         eval_data=str(ar_eval) if stage == "ar_sft" and ar_eval.exists() else None),
-               resume=resume, progress=progress)
+                         batch_size=bs, device=cfg.device, **ar_only), resume=resume, progress=progress)
         out[name] = run_dir / name
     if cfg.rl_steps > 0:
         from nla_audit.training.grpo import GRPOConfig, train_rl
