@@ -18,6 +18,8 @@ def register(sub) -> None:
     p.add_argument("--eval-rows", type=int, default=128,
                    help="test-split rows explained into ar_eval.parquet, the AR SFT's held-out curve (0 = none)")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--pool-sft", action="store_true",
+                   help="both SFT parquets hold the rows of both SFT splits (twice the warm-start data)")
     p.set_defaults(func=run_datagen)
 
     t = sub.add_parser("train", help="train an NLA: ar-sft, av-sft, rl")
@@ -45,7 +47,7 @@ def run_datagen(args) -> int:
 
     counts = go(DatagenConfig(data=args.data, out_dir=args.out_dir, teacher=args.teacher,
                               teacher_model=args.teacher_model, seed=args.seed, max_rows=args.max_rows,
-                              eval_rows=args.eval_rows))
+                              eval_rows=args.eval_rows, pool_sft=args.pool_sft))
     for k, v in counts.items():
         print(f"{k}: {v} rows → {Path(args.out_dir) / (k + '.parquet')}")
     return 0

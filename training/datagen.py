@@ -6,6 +6,11 @@ training files are written with sidecars carrying the tokens block and both prom
 split is never trained on: it is the held-out set of ``benchmarks/fve.py``. ``eval_rows`` of its rows (a seeded
 choice) also get teacher explanations, written to ``ar_eval.parquet``: the AR SFT's held-out curve (the AR's
 ceiling on teacher text), which only watches the run and never feeds a gradient.
+
+``pool_sft`` departs from the reference's disjoint SFT splits: both SFT parquets then hold the rows of both
+splits (AV-SFT rows first). The shipped SmolLM2 warm start was data-bound (the AV's imitation and the AR's
+held-out curve still improving when the ~7k rows of one split had been seen several times), and both splits
+get teacher text anyway; the RL and test splits stay separate, so held-out numbers are unaffected.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class DatagenConfig:
     seed: int = 42
     max_rows: int | None = None  # per SFT split; None = all
     eval_rows: int = 128  # test-split rows explained for ar_eval.parquet (0 = none)
+    pool_sft: bool = False  # both SFT parquets hold the rows of both SFT splits (twice the warm-start data)
     dtype: str = "bfloat16"
 
     def __post_init__(self) -> None:
@@ -62,6 +68,19 @@ def _eval_rows(path: Path, n: int, seed: int) -> tuple[np.ndarray, dict[str, lis
     vecs, cols = read_vectors(path, PROVENANCE)
     pick = np.sort(np.random.default_rng(seed).permutation(len(vecs))[:n])
     return vecs[pick], {k: [v[i] for i in pick] for k, v in cols.items()}
+
+
+def _pooled(sft: dict[str, tuple[np.ndarray, dict]]) -> tuple[np.ndarray, dict[str, list]]:
+    """The AV-SFT split's rows followed by the AR-SFT split's (``pool_sft``)."""
+    (va, ca), (vr, cr) = sft["av_sft"], sft["ar_sft"]
+    return np.concatenate([va, vr]), {k: list(ca[k]) + list(cr[k]) for k in ca}
+
+
+def _parents(stage: str, pooled: bool) -> tuple[str, ...]:
+    """The split files a stage's rows come from (its sidecar's ``parent_datasets``)."""
+    if stage == "ar_eval":
+        return ("test",)
+    return ("av_sft", "ar_sft") if pooled and stage in ("av_sft", "ar_sft") else (stage,)
 
 
 def offline_explanations(meta: dict, needed: dict[str, set[int]], dtype: str) -> dict[tuple[str, int], str]:
@@ -152,7 +171,8 @@ def run_datagen(cfg: DatagenConfig) -> dict[str, int]:
     for stage in ("av_sft", "ar_sft", "rl", "ar_eval"):
         if stage == "ar_eval" and stage not in sft:
             continue
-        vecs, cols = sft[stage] if stage in sft else _rows(paths[stage], None)
+        vecs, cols = _pooled(sft) if cfg.pool_sft and stage in ("av_sft", "ar_sft") else \
+            sft[stage] if stage in sft else _rows(paths[stage], None)
         if stage in sft:
             texts = [expl.get((d, int(n))) for d, n in zip(cols["doc_id"], cols["n_raw_tokens"])]
             keep = np.array([t is not None for t in texts], dtype=bool)
@@ -171,7 +191,7 @@ def run_datagen(cfg: DatagenConfig) -> dict[str, int]:
         side = dict(base, dataset_id=f"{stage}_{meta.get('dataset_id', data.stem)}", stage=stage, row_count=len(vecs),
                     tokens=tokens.to_dict(),
                     prompt_templates={"actor": AV_TEMPLATE, "critic": AR_TEMPLATE},
-                    parent_datasets=[str(paths["test" if stage == "ar_eval" else stage])],
+                    parent_datasets=[str(paths[s]) for s in _parents(stage, cfg.pool_sft)],
                     created_by="nla_audit.training.datagen")
         if stage in sft:
             side["api_summaries"] = {"teacher": cfg.teacher, "model": cfg.teacher_model if cfg.teacher == "anthropic" else None}

@@ -21,6 +21,7 @@ class PipelineConfig:
     positions_per_doc: int = 10
     max_docs: int | None = None
     teacher: str = "offline"
+    pool_sft: bool = False  # both SFT stages train on the rows of both SFT splits (datagen --pool-sft)
     ar_steps: int = 400
     av_steps: int = 400
     rl_steps: int = 0
@@ -60,7 +61,8 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
                                           device=cfg.device), progress=progress)
     if not (data / "rl.parquet").exists():
         _say("split + datagen")
-        run_datagen(DatagenConfig(data=str(base), out_dir=str(data), teacher=cfg.teacher))
+        run_datagen(DatagenConfig(data=str(base), out_dir=str(data), teacher=cfg.teacher,
+                                  pool_sft=cfg.pool_sft))
     out: dict[str, Path] = {}
     for stage, fn, steps, bs, name in (("ar_sft", train_ar_sft, cfg.ar_steps, cfg.ar_batch_size, "ar"),
                                        ("av_sft", train_av_sft, cfg.av_steps, cfg.av_batch_size, "av")):

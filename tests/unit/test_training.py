@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -314,3 +315,31 @@ def test_datagen_writes_heldout_ar_eval_and_ar_sft_logs_its_curve(tiny_model_dir
     with pytest.raises(ConfigError, match="unset for AV SFT"):
         train_av_sft(SFTConfig(data=str(tmp_path / "d" / "av_sft.parquet"), run_dir=str(tmp_path / "av"), steps=1,
                                eval_data=str(ev), **common), progress=False)
+
+
+def test_datagen_pool_sft_gives_both_sft_stages_both_splits(tiny_model_dir, tmp_path):
+    """--pool-sft: each SFT parquet holds both SFT splits' rows, names both parents; RL and test stay apart."""
+    from nla_audit.extract import ExtractConfig, extract_activations
+    from nla_audit.models import load_target
+    from nla_audit.sidecar import read_dataset_sidecar
+    from nla_audit.vectors import read_vectors
+    from tests.builders import text_corpus
+
+    from nla_audit.training.datagen import DatagenConfig, run_datagen
+
+    base = tmp_path / "base.parquet"
+    extract_activations(ExtractConfig(out=str(base), corpus=str(text_corpus(tmp_path / "c.jsonl", 30)), layer=2,
+                                      min_position=5, positions_per_doc=3), target=load_target(str(tiny_model_dir)),
+                        progress=False)
+    plain = run_datagen(DatagenConfig(data=str(base), out_dir=str(tmp_path / "p"), eval_rows=0, dtype="float32"))
+    pooled = run_datagen(DatagenConfig(data=str(base), out_dir=str(tmp_path / "q"), eval_rows=0, dtype="float32",
+                                       pool_sft=True))
+    both = plain["av_sft"] + plain["ar_sft"]
+    assert pooled["av_sft"] == pooled["ar_sft"] == both and pooled["rl"] == plain["rl"]
+    docs = {s: set(read_vectors(tmp_path / d / f"{s}.parquet", ["doc_id"])[1]["doc_id"])
+            for d in ("p",) for s in ("av_sft", "ar_sft", "rl")}
+    for s in ("av_sft", "ar_sft"):
+        got = set(read_vectors(tmp_path / "q" / f"{s}.parquet", ["doc_id"])[1]["doc_id"])
+        assert got == docs["av_sft"] | docs["ar_sft"] and not got & docs["rl"]
+        parents = read_dataset_sidecar(tmp_path / "q" / f"{s}.parquet")["parent_datasets"]
+        assert [Path(x).name for x in parents] == ["base.av_sft.parquet", "base.ar_sft.parquet"]
