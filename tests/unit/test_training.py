@@ -343,3 +343,20 @@ def test_datagen_pool_sft_gives_both_sft_stages_both_splits(tiny_model_dir, tmp_
         assert got == docs["av_sft"] | docs["ar_sft"] and not got & docs["rl"]
         parents = read_dataset_sidecar(tmp_path / "q" / f"{s}.parquet")["parent_datasets"]
         assert [Path(x).name for x in parents] == ["base.av_sft.parquet", "base.ar_sft.parquet"]
+
+
+def test_pipeline_passes_pool_sft_to_datagen(tmp_path, monkeypatch):
+    import nla_audit.training.datagen as datagen
+    import nla_audit.training.sft as sft
+    from nla_audit.training.pipeline import PipelineConfig, run_pipeline
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "base.parquet").write_text("x")  # extraction done; datagen not yet
+    seen = []
+    monkeypatch.setattr(datagen, "run_datagen", lambda cfg: seen.append(cfg))
+    for name in ("train_ar_sft", "train_av_sft"):
+        monkeypatch.setattr(sft, name, lambda cfg, resume, progress: None)
+    for pool in (False, True):
+        run_pipeline(PipelineConfig(run_dir=str(tmp_path), ar_steps=1, av_steps=1, pool_sft=pool, device="cpu"),
+                     progress=False)
+    assert [c.pool_sft for c in seen] == [False, True]
