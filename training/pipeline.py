@@ -63,6 +63,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
         _say("split + datagen")
         run_datagen(DatagenConfig(data=str(base), out_dir=str(data), teacher=cfg.teacher,
                                   pool_sft=cfg.pool_sft))
+    _check_pooling(data, cfg.pool_sft)
     out: dict[str, Path] = {}
     for stage, fn, steps, bs, name in (("ar_sft", train_ar_sft, cfg.ar_steps, cfg.ar_batch_size, "ar"),
                                        ("av_sft", train_av_sft, cfg.av_steps, cfg.av_batch_size, "av")):
@@ -91,6 +92,22 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
                  resume=resume, progress=progress)
         out = {"av": run_dir / "av", "ar": run_dir / "ar"}
     return out
+
+
+def _check_pooling(data: Path, pool_sft: bool) -> None:
+    """Existing SFT data made with the other ``pool_sft`` would be reused silently (datagen is skipped when its
+    output exists), so the run would not be the recipe asked for: refuse instead."""
+    from nla_audit.errors import ConfigError
+    from nla_audit.sidecar import read_dataset_sidecar
+
+    path = data / "av_sft.parquet"
+    if not path.exists():
+        return
+    pooled = len(read_dataset_sidecar(path).get("parent_datasets", [])) > 1
+    if pooled != pool_sft:
+        raise ConfigError(f"pool_sft = {pool_sft}, but {path} was made with pool_sft = {pooled}",
+                          expected="the run dir's SFT data made with the same pool_sft",
+                          fix="use a new --run-dir, or delete its data/*_sft.parquet and data/rl.parquet to redo datagen")
 
 
 def _last_step(run_dir: Path) -> int:

@@ -317,7 +317,7 @@ def test_datagen_writes_heldout_ar_eval_and_ar_sft_logs_its_curve(tiny_model_dir
                                eval_data=str(ev), **common), progress=False)
 
 
-def test_datagen_pool_sft_gives_both_sft_stages_both_splits(tiny_model_dir, tmp_path):
+def test_datagen_pool_sft_gives_both_sft_stages_both_splits(tiny_model_dir, tmp_path, monkeypatch):
     """--pool-sft: each SFT parquet holds both SFT splits' rows, names both parents; RL and test stay apart."""
     from nla_audit.extract import ExtractConfig, extract_activations
     from nla_audit.models import load_target
@@ -343,6 +343,23 @@ def test_datagen_pool_sft_gives_both_sft_stages_both_splits(tiny_model_dir, tmp_
         assert got == docs["av_sft"] | docs["ar_sft"] and not got & docs["rl"]
         parents = read_dataset_sidecar(tmp_path / "q" / f"{s}.parquet")["parent_datasets"]
         assert [Path(x).name for x in parents] == ["base.av_sft.parquet", "base.ar_sft.parquet"]
+    # a pipeline asked for the other pooling refuses to reuse this data (datagen would be skipped silently)
+    import nla_audit.training.sft as sft
+    from nla_audit.training.pipeline import PipelineConfig, run_pipeline
+
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    for f in (tmp_path / "q").iterdir():
+        (run / "data" / f.name).symlink_to(f)
+    (run / "data" / "base.parquet").symlink_to(base)
+    ran = []
+    for name in ("train_ar_sft", "train_av_sft"):
+        monkeypatch.setattr(sft, name, lambda cfg, resume, progress: ran.append(cfg.data))
+    with pytest.raises(ConfigError, match="made with pool_sft = True"):
+        run_pipeline(PipelineConfig(run_dir=str(run), ar_steps=1, av_steps=1, device="cpu"), progress=False)
+    assert ran == []
+    run_pipeline(PipelineConfig(run_dir=str(run), ar_steps=1, av_steps=1, pool_sft=True, device="cpu"), progress=False)
+    assert len(ran) == 2
 
 
 def test_pipeline_passes_pool_sft_to_datagen(tmp_path, monkeypatch):
