@@ -8,9 +8,9 @@ choice) also get teacher explanations, written to ``ar_eval.parquet``: the AR SF
 ceiling on teacher text), which only watches the run and never feeds a gradient.
 
 ``pool_sft`` departs from the reference's disjoint SFT splits: both SFT parquets then hold the rows of both
-splits (AV-SFT rows first). The shipped SmolLM2 warm start was data-bound (the AV's imitation and the AR's
-held-out curve still improving when the ~7k rows of one split had been seen several times), and both splits
-get teacher text anyway; the RL and test splits stay separate, so held-out numbers are unaffected.
+splits (AV-SFT rows first). The unpooled SmolLM2 warm start looked data-bound (the AV's loss still falling,
+the AR's held-out curve flat after a few passes over one split's ~7k rows), and both splits get teacher text
+anyway; the RL and test splits stay separate, so held-out numbers are unaffected.
 """
 
 from __future__ import annotations
