@@ -83,6 +83,11 @@ def _parents(stage: str, pooled: bool) -> tuple[str, ...]:
     return ("av_sft", "ar_sft") if pooled and stage in ("av_sft", "ar_sft") else (stage,)
 
 
+def made_pooled(meta: dict) -> bool:
+    """Whether an SFT parquet's sidecar says it was written with ``pool_sft`` (it names both SFT splits)."""
+    return len(meta.get("parent_datasets", [])) > 1
+
+
 def offline_explanations(meta: dict, needed: dict[str, set[int]], dtype: str) -> dict[tuple[str, int], str]:
     """Re-read the corpus named in the sidecar, so the teacher sees exactly the extracted token ids."""
     from nla_audit.corpus import iter_documents, tokenize_document

@@ -100,10 +100,12 @@ def _check_pooling(data: Path, pool_sft: bool) -> None:
     from nla_audit.errors import ConfigError
     from nla_audit.sidecar import read_dataset_sidecar
 
+    from nla_audit.training.datagen import made_pooled
+
     path = data / "av_sft.parquet"
     if not path.exists():
         return
-    pooled = len(read_dataset_sidecar(path).get("parent_datasets", [])) > 1
+    pooled = made_pooled(read_dataset_sidecar(path))
     if pooled != pool_sft:
         raise ConfigError(f"pool_sft = {pool_sft}, but {path} was made with pool_sft = {pooled}",
                           expected="the run dir's SFT data made with the same pool_sft",
