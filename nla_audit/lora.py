@@ -73,6 +73,43 @@ def merge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
+def lora_modules(model: nn.Module) -> dict[str, LoRALinear]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
+
+
+def merged_copy(model: nn.Module) -> nn.Module:
+    """A frozen copy of ``model`` with every adapter merged in: a plain HF model to sample from.
+
+    Why: on a small model, decoding is bound by kernel launches, and each ``LoRALinear`` adds five launches to
+    the base matmul's one; sampling from merged weights cuts those launches. This is the single-process
+    counterpart of the reference's separate inference engine that receives the policy's weights each step.
+    Keep it in step with :func:`sync_merged` after every optimiser step.
+    """
+    import copy
+
+    twin = merge_lora(copy.deepcopy(model))
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return twin.eval()
+
+
+@torch.no_grad()
+def sync_merged(model: nn.Module, twin: nn.Module) -> nn.Module:
+    """Write ``base + scaling · B·A`` of each of ``model``'s adapters into ``twin``'s matching ``nn.Linear``.
+
+    The merge is done in fp32 and cast once to the base dtype, so the twin's weights are the nearest
+    representable merge (never an accumulation of per-step bf16 deltas).
+    """
+    twin_mods = dict(twin.named_modules())
+    for name, lora in lora_modules(model).items():
+        target = twin_mods.get(name)
+        if not isinstance(target, nn.Linear):
+            raise TypeError(f"the twin has no nn.Linear at {name!r}; build it with merged_copy(model)")
+        w = lora.base.weight.float() + lora.scaling * (lora.lora_B @ lora.lora_A)
+        target.weight.copy_(w.to(target.weight.dtype))
+    return twin
+
+
 def save_adapter(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = torch.bfloat16) -> dict:
     from safetensors.torch import save_file
 

@@ -8,7 +8,10 @@ policy-gradient step with a KL penalty to the SFT AV; then the AR takes one supe
 completed explanations, so rewards always come from a live AR that the AV cannot exploit by standing still.
 
 Departures from the reference, on purpose:
-* one process, HF ``generate`` for rollouts, no Ray/Miles/SGLang;
+* one process, HF ``generate`` for rollouts, no Ray/Miles/SGLang; with ``merged_sampler`` (default) rollouts
+  and the held-out eval sample from a frozen twin of the AV whose weights are re-merged (base + LoRA, fp32 then
+  cast) before each use: the reference's separate inference engine with per-step weight sync, in one process.
+  In bf16 the twin's log-probs differ from the policy's by rounding, as an engine's do;
 * LoRA adapters on both AV and AR (the reference fine-tunes all weights);
 * one optimisation pass per rollout batch, so the importance ratio is 1 at the update (the clipped
   surrogate is kept in the code path and is exact for ``ppo_epochs > 1``);
@@ -40,6 +43,7 @@ import torch.nn.functional as F
 
 from nla_audit.av import ActivationVerbalizer, parse_explanation
 from nla_audit.injection import av_prompt_ids, injecting
+from nla_audit.lora import merged_copy, sync_merged
 from nla_audit.metrics import FAILED_REWARD, fve_nrm, mse_nrm
 from nla_audit.models import resolve_dtype
 from nla_audit.progress import RateProgress
@@ -76,6 +80,8 @@ class GRPOConfig:
     eval_data: str | None = None
     eval_rows: int = 32
     eval_temperature: float = 0.7
+    merged_sampler: bool = True  # sample from a merged twin of the AV (fewer kernel launches per token)
+    rollout_cache: str | None = None  # HF cache_implementation for rollouts ("static": compiled decode on CUDA)
     micro_batch: int = 0  # rows per policy forward/backward slice (0 = all rollouts at once); same gradient
     base_dtype: str = "bfloat16"
     device: str = "auto"  # CUDA when available, else CPU; the run dir records the device actually used
@@ -235,13 +241,15 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
                                betas=(0.9, 0.95), weight_decay=0.0)
     run = RunDir(cfg.run_dir, to_dict(cfg), resume)
     modules, opts = {"av": lm, "ar": ar_lm, "head": head}, {"av": av_opt, "ar": ar_opt}
-    keep = lambda n: ".lora_" in n or n == "weight"  # noqa: E731
+    keep = lambda n: ".lora_" in n or n == "weight"
     step = 0
     if resume:
         state = run.load(modules, opts)
         step = state["step"]
         for n, p in ref.params.items():
             ref.ref[n] = state["extra"]["ref"][n].to(p.device)
+    twin = merged_copy(lm) if cfg.merged_sampler else None
+    sampler = (lambda: sync_merged(lm, twin)) if twin is not None else (lambda: lm)
     b_rv = ar_meta.fve_baseline() or 1.0
     heldout = _heldout_vectors(cfg, layer, ar_meta.d_model) if cfg.eval_data else None
     t0 = time.perf_counter()
@@ -255,8 +263,8 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
             # ---- rollouts (sampled, vector injected)
             t_gen = _clock(dev)
             lm.eval()
-            responses, texts, ok, trunc = _rollouts(lm, tok, prompt, tokens, v, scale, cfg.temperature,
-                                                    cfg.max_new_tokens, pad)
+            responses, texts, ok, trunc = _rollouts(sampler(), tok, prompt, tokens, v, scale, cfg.temperature,
+                                                    cfg.max_new_tokens, pad, **_cache_kw(cfg))
             ar_ids, ar_mask = (t.to(dev) for t in ar.encode(texts))
             too_long = (ar_mask.sum(1) > cfg.ar_max_length).tolist()
             with torch.no_grad():
@@ -297,7 +305,7 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
                    "rollout_s": t_pol - t_gen, "policy_s": t_ar - t_pol, "ar_s": t_end - t_ar}
             if heldout is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
                 lm.eval()
-                rec.update(heldout_eval(ActivationVerbalizer(lm, tok, av_meta), ar, heldout, b_rv, cfg))
+                rec.update(heldout_eval(ActivationVerbalizer(sampler(), tok, av_meta), ar, heldout, b_rv, cfg))
             run.log(rec)
             bar.advance(1, reward=rec["reward"], fve=rec["fve_nrm"] if rec["fve_nrm"] is not None else math.nan)
             if step % cfg.save_every == 0 or step == cfg.steps:
@@ -305,6 +313,10 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
                 _export(cfg, lm, ar_lm, head, av_meta, ar_meta, layer, step, cost(run, cfg.device, (av_meta, ar_meta)))
                 run.plot(("reward", "fve_nrm", "eval_fve_nrm", "eval_fve_nrm_shuffled", "kl", "failed_rate"))
     return Path(cfg.run_dir) / "av"
+
+
+def _cache_kw(cfg: GRPOConfig) -> dict[str, str]:
+    return {"cache_implementation": cfg.rollout_cache} if cfg.rollout_cache else {}
 
 
 def _clock(dev: torch.device) -> float:
@@ -315,13 +327,16 @@ def _clock(dev: torch.device) -> float:
 
 
 def _rollouts(lm: Any, tok: Any, prompt: list[int], tokens: Any, v: torch.Tensor, scale: float, temperature: float,
-              max_new_tokens: int, pad: int) -> tuple[list[list[int]], list[str], list[bool], list[bool]]:
-    """One sampled explanation per row of ``v``: response ids (through EOS), parsed text, tag ok, truncated."""
+              max_new_tokens: int, pad: int, **generate_kw: Any) -> tuple[list[list[int]], list[str], list[bool], list[bool]]:
+    """One sampled explanation per row of ``v``: response ids (through EOS), parsed text, tag ok, truncated.
+
+    ``generate_kw`` goes to HF ``generate`` as is (``benchmarks/rollout_speed.py`` tries cache settings with it).
+    """
     ids0 = torch.tensor([prompt] * len(v), device=v.device)
     with torch.no_grad(), injecting(lm, tokens, v, scale):
         gen = lm.generate(input_ids=ids0, attention_mask=torch.ones_like(ids0), do_sample=True, temperature=temperature,
                           top_p=1.0, top_k=0, max_new_tokens=max_new_tokens, pad_token_id=pad,
-                          eos_token_id=tok.eos_token_id)
+                          eos_token_id=tok.eos_token_id, **generate_kw)
     responses, texts, ok, trunc = [], [], [], []
     for row in gen[:, len(prompt):].tolist():
         cut = tok.eos_token_id in row

@@ -192,6 +192,28 @@ def test_grpo_steps_run_and_resume(tiny_model_dir, tmp_path):
     assert (tmp_path / "rl" / "av" / "nla_meta.yaml").exists() and (tmp_path / "rl" / "ar" / "value_head.safetensors").exists()
 
 
+def test_grpo_merged_sampler_samples_what_the_lora_policy_samples(tiny_model_dir, tmp_path):
+    """Rollouts from the merged twin (the fast path) match rollouts from the LoRA policy itself (fp32)."""
+    from nla_audit.sidecar import read_dataset_sidecar, write_dataset_sidecar
+    from nla_audit.training.grpo import train_rl
+    from tests.builders import build_tiny_nla
+
+    base = _tiny_ar_data(tiny_model_dir, tmp_path)
+    av, ar = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2)
+    meta = read_dataset_sidecar(base)
+    write_dataset_sidecar(base, {**{k: v for k, v in meta.items() if k not in ("kind", "schema_version")}, "stage": "rl"})
+    cfg = dict(data=str(base), av=str(av), ar=str(ar), model=str(tiny_model_dir), prompts_per_step=2, group_size=2,
+               max_new_tokens=6, steps=2, save_every=2, base_dtype="float32", eval_data=str(base), eval_every=2,
+               eval_rows=3)
+    out = {}
+    for merged in (True, False):
+        run = tmp_path / f"rl_{merged}"
+        train_rl(GRPOConfig(run_dir=str(run), merged_sampler=merged, **cfg), progress=False)
+        out[merged] = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    for key in ("mean_len", "reward", "failed_rate", "eval_fve_nrm"):
+        assert [r.get(key) for r in out[True]] == pytest.approx([r.get(key) for r in out[False]], abs=1e-4), key
+
+
 def test_heldout_eval_leaves_the_training_rng_alone(tiny_model_dir, tmp_path):
     """The held-out curve must not change the run it watches: the sampled eval draws from a forked RNG."""
     from nla_audit.av import ActivationVerbalizer
