@@ -1,4 +1,4 @@
-"""``nla-audit datagen`` and ``nla-audit train {ar-sft,av-sft,rl}`` (registered via the entry point).
+"""``nla-audit datagen`` and ``nla-audit train {pipeline,av-texts,ar-sft,av-sft,rl}`` (registered via the entry point).
 
 Config precedence: YAML file (``--config``) < ``key=value`` overrides (``--set``) < explicit flags.
 """
@@ -30,6 +30,14 @@ def register(sub) -> None:
     pl.add_argument("--run-dir", default=None)
     pl.add_argument("--quiet", action="store_true")
     pl.set_defaults(func=run_pipeline)
+    at = tsub.add_parser("av-texts", help="sample an AV on training activations into AR-SFT data (to refit an AR)")
+    at.add_argument("--config", default=None)
+    at.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override AVTextsConfig keys")
+    at.add_argument("--av", default=None, help="AV checkpoint to sample")
+    at.add_argument("--data", default=None, help="training-split activation parquet (e.g. rl.parquet)")
+    at.add_argument("--out", default=None, help="ar_sft parquet to write (its eval part: <stem>.eval.parquet)")
+    at.add_argument("--quiet", action="store_true")
+    at.set_defaults(func=run_av_texts)
     for stage in ("ar-sft", "av-sft", "rl"):
         s = tsub.add_parser(stage)
         s.add_argument("--config", default=None, help="YAML config (keys of the stage's config dataclass)")
@@ -50,6 +58,19 @@ def run_datagen(args) -> int:
                               eval_rows=args.eval_rows, pool_sft=args.pool_sft))
     for k, v in counts.items():
         print(f"{k}: {v} rows → {Path(args.out_dir) / (k + '.parquet')}")
+    return 0
+
+
+def run_av_texts(args) -> int:
+    from nla_audit.training.av_texts import AVTextsConfig, make_av_texts
+    from nla_audit.training.config import load_config
+
+    overrides = list(args.set) + [f"{k}={getattr(args, k)}" for k in ("av", "data", "out") if getattr(args, k)]
+    cfg = load_config(AVTextsConfig, args.config, overrides)
+    counts = make_av_texts(cfg, progress=not args.quiet)
+    eval_out = Path(cfg.out).with_name(f"{Path(cfg.out).stem}.eval.parquet")
+    print(f"sampled {counts['sampled']} rows; ar_sft: {counts['ar_sft']} rows → {cfg.out}; "
+          f"ar_eval: {counts['ar_eval']} rows → {eval_out}")
     return 0
 
 

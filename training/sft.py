@@ -51,6 +51,7 @@ class SFTConfig:
     eval_every: int = 50
     eval_rows: int = 32
     eval_data: str | None = None  # AR SFT only: datagen's ar_eval.parquet (held-out rows with teacher text)
+    init_from: str | None = None  # AR SFT only: continue from an exported AR (its adapter rank, head, baselines)
     injection_scale: float | None = None
     max_length: int = 256
     base_dtype: str = "bfloat16"  # frozen base weights; LoRA factors and the AR head stay fp32
@@ -111,10 +112,10 @@ def train_ar_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
     gold = torch.from_numpy(vecs.copy())
     d = gold.shape[1]
     scale = math.sqrt(d)
-    base = baselines(gold, scale)
+    base, parents = _ar_start(cfg, gold, scale, layer)
     torch.manual_seed(cfg.seed)
     lm, inner, head, tok = build_ar(cfg.model, layer, cfg.lora_rank, cfg.lora_alpha, cfg.device,
-                                    dtype=resolve_dtype(cfg.base_dtype, cfg.device))
+                                    init_from=cfg.init_from, dtype=resolve_dtype(cfg.base_dtype, cfg.device))
     from nla_audit.training.nla_models import as_reconstructor
 
     ar = as_reconstructor(inner, head, tok, layer, d)
@@ -150,11 +151,28 @@ def train_ar_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
             bar.advance(1, int(mask.sum()), loss=rec["loss"], fve=rec["fve_nrm"])
             if step % cfg.save_every == 0 or step == cfg.steps:
                 run.save(step, modules, {"opt": opt}, keep)
-                export_ar(lm, head, Path(cfg.run_dir) / "ar", cfg.model, layer, None, base, "sl", [cfg.data],
+                export_ar(lm, head, Path(cfg.run_dir) / "ar", cfg.model, layer, None, base, "sl", [cfg.data, *parents],
                           {"loss_type": "sft_mse_nrm", "step": step, "lr": cfg.lr, "batch_size": cfg.batch_size,
                            **cost(run, cfg.device)})
                 run.plot()
     return Path(cfg.run_dir) / "ar"
+
+
+def _ar_start(cfg: SFTConfig, gold: torch.Tensor, scale: float, layer: int) -> tuple[dict, list[str]]:
+    """(fve baselines, parent training data). A continued AR keeps its parent's baselines, so its fve_nrm stays
+    comparable with the parent's, and lists what the parent trained on, so held-out checks see all of it."""
+    if not cfg.init_from:
+        return baselines(gold, scale), []
+    from nla_audit.errors import InputError
+    from nla_audit.sidecar import read_model_sidecar
+
+    meta = read_model_sidecar(cfg.init_from, "ar")
+    if int(meta.layer_index) != layer or meta.d_model != gold.shape[1]:
+        raise InputError(f"init_from {cfg.init_from} is layer {meta.layer_index}, d_model {meta.d_model}",
+                         expected=f"layer {layer}, d_model {gold.shape[1]} (the data's site)",
+                         fix="continue an AR trained at this data's layer")
+    return ({"baseline_rawvar": meta.baseline_rawvar, "baseline_mean_direction": meta.baseline_mean_direction,
+             "mean_direction": torch.tensor(meta.mean_direction)}, list(meta.trained_on))
 
 
 def _ar_eval_rows(cfg: SFTConfig, layer: int, d: int) -> tuple[list[str], torch.Tensor]:
@@ -223,6 +241,11 @@ def train_av_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
     from nla_audit.training.nla_models import build_av, export_av, round_scale
 
     cfg = with_device(cfg)
+    if cfg.init_from:
+        from nla_audit.errors import ConfigError
+
+        raise ConfigError(f"init_from = {cfg.init_from}", expected="unset for AV SFT (it continues an AR only)",
+                          fix="drop init_from, or run `train ar-sft`")
     if cfg.eval_data:
         from nla_audit.errors import ConfigError
 

@@ -167,6 +167,42 @@ def test_resume_after_kill_matches_uninterrupted(tiny_model_dir, tmp_path, monke
     assert f"device: {resolved}" in (tmp_path / "b" / "resolved_config.yaml").read_text()  # 'auto' recorded as resolved
 
 
+def test_ar_sft_continues_an_exported_ar_and_keeps_its_baselines(tiny_model_dir, tmp_path):
+    """init_from: the AR starts from the checkpoint (its head, not the identity), keeps the parent's fve baselines
+    and lists the parent's training data; AV SFT refuses the key."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from safetensors.torch import load_file, save_file
+
+    from nla_audit.sidecar import read_dataset_sidecar, read_model_sidecar, write_dataset_sidecar
+    from nla_audit.training.sft import train_ar_sft, train_av_sft
+    from tests.builders import build_tiny_nla
+
+    base = _tiny_ar_data(tiny_model_dir, tmp_path)
+    table = pq.read_table(base)
+    table = table.append_column("explanation", pa.array([f"text {i}" for i in range(table.num_rows)]))
+    data = tmp_path / "ar_sft.parquet"
+    pq.write_table(table, data)
+    meta = read_dataset_sidecar(base)
+    write_dataset_sidecar(data, {**{k: v for k, v in meta.items() if k not in ("kind", "schema_version")},
+                                 "stage": "ar_sft"})
+    _, parent = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2)
+    pmeta = read_model_sidecar(parent, "ar")
+    parent_head = torch.randn(pmeta.d_model, pmeta.d_model)
+    save_file({"weight": parent_head}, str(parent / "value_head.safetensors"))
+    cfg = SFTConfig(data=str(data), run_dir=str(tmp_path / "refit"), model=str(tiny_model_dir), steps=1,
+                    batch_size=4, lr=1e-9, head_lr=1e-9, warmup_steps=1, base_dtype="float32", init_from=str(parent))
+    out = train_ar_sft(cfg, progress=False)
+    meta_out = read_model_sidecar(out, "ar")
+    assert meta_out.baseline_rawvar == pmeta.baseline_rawvar and meta_out.mean_direction == pmeta.mean_direction
+    assert str(data) in meta_out.trained_on and set(pmeta.trained_on) <= set(meta_out.trained_on)
+    assert meta_out.adapter["rank"] == pmeta.adapter["rank"]
+    head = load_file(str(out / "value_head.safetensors"))["weight"]
+    torch.testing.assert_close(head, parent_head, atol=1e-5, rtol=0)  # lr ~0: the parent's head, not the identity
+    with pytest.raises(ConfigError, match="init_from"):
+        train_av_sft(SFTConfig(data=str(data), run_dir=str(tmp_path / "av"), init_from=str(parent)), progress=False)
+
+
 def test_grpo_steps_run_and_resume(tiny_model_dir, tmp_path):
     from nla_audit.sidecar import read_dataset_sidecar, write_dataset_sidecar
     from nla_audit.training.grpo import train_rl

@@ -1,0 +1,151 @@
+"""AR-SFT data whose explanations are the AV's own samples, to refit an AR to the AV it will read.
+
+Why: on the shipped NLA the AR's 80 co-training steps during GRPO added more held-out fve_nrm than the AV's
+own GRPO (the warm AV read by the GRPO'd AR: +0.125; the GRPO'd AV read by the warm AR: +0.087; BENCHMARKS.md),
+and those were only 80 optimiser steps. Sampling the finished AV on training-split activations and
+continuing AR SFT on the samples (``train ar-sft --set init_from=<AR>``) gives the AR many more steps on the
+text it will actually read, without GRPO's cost. A departure from the reference, where the AR learns from
+AV text only online during RL.
+
+Rows are sampled in chunks, each written atomically under ``<out>.parts/`` with its own seed, so a stopped
+run resumes where it stopped and a rerun reproduces it. Untagged samples are dropped (GRPO's AR skips them
+too). Documents are then split by a seeded hash: ``eval_fraction`` of them go to an ``ar_eval`` parquet
+(``<out stem>.eval.parquet``) for the AR SFT's held-out curve, so that curve never reads test-split documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from nla_audit.training.datagen import PROVENANCE, _write
+
+from nla_audit.sidecar import AR_TEMPLATE, AV_TEMPLATE, read_dataset_sidecar, write_dataset_sidecar
+from nla_audit.vectors import read_vectors
+
+
+@dataclass(frozen=True)
+class AVTextsConfig:
+    av: str  # AV checkpoint whose samples become the explanations
+    data: str  # activation parquet of a training split (e.g. rl.parquet); never the test split
+    out: str  # the ar_sft parquet to write; its eval part goes beside it as <stem>.eval.parquet
+    max_rows: int = 0  # 0 = every row; else a seeded choice of this many
+    temperature: float = 0.7  # the decoding the NLA is scored and used with
+    max_new_tokens: int = 96
+    batch_size: int = 32
+    chunk_rows: int = 256
+    eval_fraction: float = 0.05
+    seed: int = 0
+    dtype: str = "auto"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        from nla_audit.errors import ConfigError
+
+        for k in ("max_new_tokens", "batch_size", "chunk_rows"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"{k} = {getattr(self, k)}", expected="an integer >= 1")
+        if self.max_rows < 0:
+            raise ConfigError(f"max_rows = {self.max_rows}", expected=">= 0 (0 = every row)")
+        if not 0 < self.eval_fraction < 1:
+            raise ConfigError(f"eval_fraction = {self.eval_fraction}", expected="0 < eval_fraction < 1")
+        if self.temperature < 0:
+            raise ConfigError(f"temperature = {self.temperature}", expected=">= 0 (0 = greedy)")
+
+
+def row_order(n: int, max_rows: int, seed: int) -> np.ndarray:
+    """The rows to sample, a seeded choice kept in file order (so chunks are spread over documents)."""
+    pick = np.random.default_rng(seed).permutation(n)
+    return np.sort(pick[:max_rows] if max_rows else pick)
+
+
+def in_eval(doc_id: str, fraction: float, seed: int) -> bool:
+    """A document's side of the train/eval split: a pure function of (seed, doc_id), like the corpus split."""
+    u = int.from_bytes(hashlib.sha256(f"av_texts|{seed}|{doc_id}".encode()).digest()[:8], "little") / 2**64
+    return u < fraction
+
+
+def _sample_chunks(cfg: AVTextsConfig, vecs: np.ndarray, rows: np.ndarray, parts: Path, progress: bool) -> None:
+    """Sample every missing chunk; each part file holds (row, text, ok) and is renamed into place when whole."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    from nla_audit.atomic import atomic_path
+    from nla_audit.av import ActivationVerbalizer
+    from nla_audit.progress import RateProgress
+
+    parts.mkdir(parents=True, exist_ok=True)
+    chunks = [rows[i: i + cfg.chunk_rows] for i in range(0, len(rows), cfg.chunk_rows)]
+    _check_parts(parts, chunks)
+    todo = [i for i in range(len(chunks)) if not (parts / f"{i:05d}.parquet").exists()]
+    if not todo:
+        return
+    av = ActivationVerbalizer.from_pretrained(cfg.av, dtype=cfg.dtype, device=cfg.device)
+    with RateProgress("av-texts", total=len(rows), enabled=progress, unit="rows") as bar:
+        bar.advance(len(rows) - sum(len(chunks[i]) for i in todo))
+        for i in todo:
+            expl = av.explain(torch.from_numpy(vecs[chunks[i]].copy()), max_new_tokens=cfg.max_new_tokens,
+                              temperature=cfg.temperature, batch_size=cfg.batch_size,
+                              seed=cfg.seed * 100_003 + i if cfg.temperature > 0 else None)
+            table = pa.table({"row": chunks[i].astype(np.int64), "text": [e.text for e in expl],
+                              "ok": [bool(e.ok) for e in expl]})
+            with atomic_path(parts / f"{i:05d}.parquet", ".parquet") as tmp:
+                pq.write_table(table, tmp)
+            bar.advance(len(chunks[i]))
+
+
+def _check_parts(parts: Path, chunks: list[np.ndarray]) -> None:
+    """Parts left by a stopped run must hold exactly the rows this run would sample, or resuming would mix runs."""
+    import pyarrow.parquet as pq
+
+    from nla_audit.errors import InputError
+
+    for p in sorted(parts.glob("*.parquet")):
+        i = int(p.stem)
+        if i >= len(chunks) or pq.read_table(p, columns=["row"]).column("row").to_pylist() != chunks[i].tolist():
+            raise InputError(f"{parts} holds samples of other rows (from a run with other max_rows/seed/chunk_rows)",
+                             fix=f"rerun with that run's settings, or delete {parts}")
+
+
+def make_av_texts(cfg: AVTextsConfig, progress: bool = True) -> dict[str, int]:
+    """Write the ar_sft parquet (and its ar_eval part) from the AV's samples; returns row counts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nla_audit.errors import InputError
+    from nla_audit.sidecar import read_model_sidecar
+
+    meta = read_dataset_sidecar(cfg.data)
+    if (meta.get("split") or {}).get("name") == "test" or meta.get("stage") == "ar_eval":
+        raise InputError(f"{cfg.data} is held-out data", expected="a training split (e.g. rl.parquet)",
+                         fix="sample the AV on training activations; the test split stays for scoring")
+    read_model_sidecar(cfg.av, "av")  # a clear error before any work when the AV is not one
+    vecs, cols = read_vectors(cfg.data, PROVENANCE)
+    rows = row_order(len(vecs), cfg.max_rows, cfg.seed)
+    out = Path(cfg.out)
+    parts = out.with_name(out.name + ".parts")
+    _sample_chunks(cfg, vecs, rows, parts, progress)
+    got = pa.concat_tables([pq.read_table(p) for p in sorted(parts.glob("*.parquet"))]).to_pydict()
+    kept = [(r, t) for r, t, ok in zip(got["row"], got["text"], got["ok"]) if ok]
+    base = {k: v for k, v in meta.items() if k not in ("kind", "schema_version", "created_at", "split", "row_count")}
+    counts = {"sampled": len(got["row"])}
+    for stage, path in (("ar_sft", out), ("ar_eval", out.with_name(f"{out.stem}.eval.parquet"))):
+        sel = [(r, t) for r, t in kept
+               if in_eval(cols["doc_id"][r], cfg.eval_fraction, cfg.seed) == (stage == "ar_eval")]
+        idx = [r for r, _ in sel]
+        texts = [t for _, t in sel]
+        _write(path, vecs[idx], {k: [v[i] for i in idx] for k, v in cols.items()},
+               {"prompt": (pa.string(), [AR_TEMPLATE.replace("{explanation}", t) for t in texts]),
+                "explanation": (pa.string(), texts)})
+        write_dataset_sidecar(path, dict(
+            base, dataset_id=f"{stage}_av_texts_{meta.get('dataset_id', Path(cfg.data).stem)}", stage=stage,
+            row_count=len(idx), prompt_templates={"actor": AV_TEMPLATE, "critic": AR_TEMPLATE},
+            parent_datasets=[str(cfg.data)], created_by="nla_audit.training.av_texts",
+            api_summaries={"teacher": "av", "model": str(cfg.av), "temperature": cfg.temperature}))
+        counts[stage] = len(idx)
+    shutil.rmtree(parts)
+    return counts
