@@ -45,6 +45,9 @@ def register(sub) -> None:
         s.add_argument("--data", default=None)
         s.add_argument("--run-dir", default=None)
         s.add_argument("--steps", type=int, default=None)
+        if stage == "rl":
+            s.add_argument("--av", default=None, help="AV checkpoint to start from (the AV SFT's export)")
+            s.add_argument("--ar", default=None, help="AR checkpoint to start from (the AR SFT's export)")
         s.add_argument("--resume", action="store_true", help="continue from the run dir's last checkpoint")
         s.add_argument("--quiet", action="store_true")
         s.set_defaults(func=run_train)
@@ -89,8 +92,8 @@ def run_train(args) -> int:
     from nla_audit.training.config import load_config
 
     overrides = list(args.set)
-    for key in ("data", "run_dir", "steps"):
-        if getattr(args, key) is not None:
+    for key in ("data", "run_dir", "steps", "av", "ar"):
+        if getattr(args, key, None) is not None:
             overrides.append(f"{key}={getattr(args, key)}")
     if args.stage in ("ar-sft", "av-sft"):
         from nla_audit.training.sft import SFTConfig, train_ar_sft, train_av_sft

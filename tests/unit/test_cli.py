@@ -115,3 +115,15 @@ def test_split_is_by_document(tmp_path, tiny_target, corpus):
     assert sum(counts.values()) == 36
     ids = {s: set(read_vectors(tmp_path / f"base.{s}.parquet", ["doc_id"])[1]["doc_id"]) for s in ("a", "b")}
     assert not ids["a"] & ids["b"]
+
+
+def test_train_rl_takes_the_readme_flags(tmp_path, monkeypatch, capsys):
+    """The README's `train rl --av --ar` line parses into the GRPO config (flags over --set)."""
+    import nla_audit.training.grpo as grpo
+
+    seen = {}
+    monkeypatch.setattr(grpo, "train_rl", lambda cfg, resume, progress: seen.setdefault("cfg", cfg) and tmp_path)
+    code = main(["train", "rl", "--data", "d.parquet", "--av", "runs/av/av", "--ar", "runs/ar/ar", "--run-dir",
+                 str(tmp_path / "rl"), "--steps", "3", "--set", "ar=ignored", "--quiet"])
+    cfg = seen["cfg"]
+    assert code == 0 and (cfg.av, cfg.ar, cfg.steps, cfg.data) == ("runs/av/av", "runs/ar/ar", 3, "d.parquet")
