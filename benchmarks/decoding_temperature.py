@@ -1,0 +1,61 @@
+"""Single-sample fve_nrm of one NLA at several AV decoding temperatures, on validation rows, paired.
+
+Why: a decoding setting is a cheap lever if the AV's mode is better than its average sample (best-of-8 is far
+above single samples). It must be chosen on rows that are not the test split, so the default rows are the
+``ar_eval`` part that ``train av-texts`` writes (training-split documents no stage trained on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--av", default="nla_audit/data/nla/smollm2-135m-instruct/av")
+    ap.add_argument("--ar", default="nla_audit/data/nla/smollm2-135m-instruct/ar")
+    ap.add_argument("--data", required=True, help="validation activation parquet (not the test split)")
+    ap.add_argument("--temperatures", type=float, nargs="+", default=[0.7, 0.3, 0.0])
+    ap.add_argument("--max-new-tokens", type=int, default=96)
+    args = ap.parse_args()
+
+    import torch
+
+    from _common import append
+    from nla_audit.evals._fve import bootstrap_ci
+    from nla_audit.metrics import mse_nrm
+    from nla_audit.nla import NLA
+    from nla_audit.sidecar import read_dataset_sidecar
+    from nla_audit.vectors import read_vectors
+
+    if (read_dataset_sidecar(args.data).get("split") or {}).get("name") == "test":
+        sys.exit(f"error: {args.data} is the test split; choose decoding on validation rows (train av-texts writes them)")
+    nla = NLA.load(args.av, args.ar, dtype="float32")
+    v = torch.from_numpy(read_vectors(args.data)[0].copy())
+    base = nla.ar.meta.fve_baseline()
+    per_row, lines = {}, []
+    for t in args.temperatures:
+        ex = nla.av.explain(v, max_new_tokens=args.max_new_tokens, temperature=t, batch_size=16,
+                            seed=0 if t > 0 else None)
+        f = 1 - mse_nrm(nla.ar.reconstruct([e.text for e in ex]), v, nla.ar.meta.mse_scale) / base
+        per_row[t] = f.numpy()
+        lo, hi = bootstrap_ci(per_row[t])
+        lines.append(f"- T {t}: fve_nrm {f.mean():.3f} [{lo:.3f}, {hi:.3f}], median {f.median():.3f}, "
+                     f"failed parse {sum(not e.ok for e in ex) / len(ex):.2f}")
+    first = args.temperatures[0]
+    for t in args.temperatures[1:]:
+        lo, hi = bootstrap_ci(per_row[t] - per_row[first])
+        lines.append(f"- T {t} − T {first} (paired, same rows): {(per_row[t] - per_row[first]).mean():+.3f} "
+                     f"[{lo:+.3f}, {hi:+.3f}]")
+    append("AV decoding temperature on validation rows (issue 4)",
+           [f"- NLA: {args.av} + {args.ar}; {len(v)} rows of {args.data}; seed 0, max_new_tokens "
+            f"{args.max_new_tokens}, fp32", *lines])
+
+
+if __name__ == "__main__":
+    main()
