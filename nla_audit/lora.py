@@ -80,8 +80,9 @@ def lora_modules(model: nn.Module) -> dict[str, LoRALinear]:
 def merged_copy(model: nn.Module) -> nn.Module:
     """A frozen copy of ``model`` with every adapter merged in: a plain HF model to sample from.
 
-    Why: on a small model, decoding is bound by kernel launches, and each ``LoRALinear`` adds five launches to
-    the base matmul's one; sampling from merged weights cuts those launches. This is the single-process
+    Why: each ``LoRALinear`` adds five kernel launches to the base matmul's one, and a small model's decoding on
+    a GPU is expected to be launch-bound (on a 2-core CPU, where it is compute-bound, the gain measured 1.07×;
+    ``benchmarks/rollout_speed.py``); sampling from merged weights cuts those launches. This is the single-process
     counterpart of the reference's separate inference engine that receives the policy's weights each step.
     Keep it in step with :func:`sync_merged` after every optimiser step.
     """

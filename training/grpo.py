@@ -80,7 +80,7 @@ class GRPOConfig:
     eval_data: str | None = None
     eval_rows: int = 32
     eval_temperature: float = 0.7
-    merged_sampler: bool = True  # sample from a merged twin of the AV (fewer kernel launches per token)
+    merged_sampler: bool = True  # sample from a merged twin of the AV (fewer kernel launches per decoded token)
     rollout_cache: str | None = None  # HF cache_implementation for rollouts ("static": compiled decode on CUDA)
     micro_batch: int = 0  # rows per policy forward/backward slice (0 = all rollouts at once); same gradient
     base_dtype: str = "bfloat16"
