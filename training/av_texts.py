@@ -133,9 +133,13 @@ def make_av_texts(cfg: AVTextsConfig, progress: bool = True) -> dict[str, int]:
     kept = [(r, t) for r, t, ok in zip(got["row"], got["text"], got["ok"]) if ok]
     base = {k: v for k, v in meta.items() if k not in ("kind", "schema_version", "created_at", "split", "row_count")}
     counts = {"sampled": len(got["row"])}
+    held = [in_eval(cols["doc_id"][r], cfg.eval_fraction, cfg.seed) for r, _ in kept]
+    if all(held) or not any(held):
+        raise InputError(f"{len(kept)} tagged samples from {len({cols['doc_id'][r] for r, _ in kept})} documents "
+                         f"leave one side of the train/eval split empty", expected="samples from more documents",
+                         fix="raise max_rows (or eval_fraction for very few documents)")
     for stage, path in (("ar_sft", out), ("ar_eval", out.with_name(f"{out.stem}.eval.parquet"))):
-        sel = [(r, t) for r, t in kept
-               if in_eval(cols["doc_id"][r], cfg.eval_fraction, cfg.seed) == (stage == "ar_eval")]
+        sel = [rt for rt, h in zip(kept, held) if h == (stage == "ar_eval")]
         idx = [r for r, _ in sel]
         texts = [t for _, t in sel]
         _write(path, vecs[idx], {k: [v[i] for i in idx] for k, v in cols.items()},

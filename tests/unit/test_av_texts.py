@@ -125,3 +125,14 @@ def test_cli_refuses_held_out_data_in_one_line(tiny_model_dir, tmp_path, rl_data
     err = capsys.readouterr().err
     assert code == 2 and "held-out" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_too_few_documents_for_the_split_is_a_clear_error(tiny_model_dir, tmp_path, rl_data, fake_av):
+    from nla_audit.training.av_texts import make_av_texts
+
+    from tests.builders import build_tiny_nla
+
+    av, _ = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2)
+    with pytest.raises(InputError, match="split empty"):
+        make_av_texts(_cfg(tmp_path, rl_data, av, max_rows=2, eval_fraction=0.01), progress=False)
+    assert not (tmp_path / "t" / "av_texts.parquet").exists()
