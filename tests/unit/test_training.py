@@ -131,13 +131,24 @@ def _tiny_ar_data(tiny_model_dir, tmp_path):
     return base
 
 
-def test_resume_after_kill_matches_uninterrupted(tiny_model_dir, tmp_path, monkeypatch):
-    """Train 4 steps straight vs 2 steps, 'kill', resume to 4: identical weights and metrics."""
+def _tiny_rl_setup(tiny_model_dir, tmp_path):
+    """(rl-stage activation parquet, untrained AV, AR) over the tiny model, for GRPO runs."""
+    from nla_audit.sidecar import read_dataset_sidecar, write_dataset_sidecar
+    from tests.builders import build_tiny_nla
+
+    base = _tiny_ar_data(tiny_model_dir, tmp_path)
+    av, ar = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2)
+    meta = read_dataset_sidecar(base)
+    write_dataset_sidecar(base, {**{k: v for k, v in meta.items() if k not in ("kind", "schema_version")}, "stage": "rl"})
+    return base, av, ar
+
+
+def _tiny_ar_sft_data(tiny_model_dir, tmp_path):
+    """An ar_sft parquet (explanations "text i") with its sidecar, over real tiny-model activations."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from nla_audit.sidecar import read_dataset_sidecar, write_dataset_sidecar
-    from nla_audit.training.sft import train_ar_sft
 
     base = _tiny_ar_data(tiny_model_dir, tmp_path)
     table = pq.read_table(base)
@@ -145,8 +156,16 @@ def test_resume_after_kill_matches_uninterrupted(tiny_model_dir, tmp_path, monke
     data = tmp_path / "ar_sft.parquet"
     pq.write_table(table, data)
     meta = read_dataset_sidecar(base)
-    meta.update(stage="ar_sft")
-    write_dataset_sidecar(data, {k: v for k, v in meta.items() if k not in ("kind", "schema_version")})
+    write_dataset_sidecar(data, {**{k: v for k, v in meta.items() if k not in ("kind", "schema_version")},
+                                 "stage": "ar_sft"})
+    return data
+
+
+def test_resume_after_kill_matches_uninterrupted(tiny_model_dir, tmp_path, monkeypatch):
+    """Train 4 steps straight vs 2 steps, 'kill', resume to 4: identical weights and metrics."""
+    from nla_audit.training.sft import train_ar_sft
+
+    data = _tiny_ar_sft_data(tiny_model_dir, tmp_path)
     common = dict(data=str(data), model=str(tiny_model_dir), batch_size=4, lora_rank=2, save_every=2, eval_every=2,
                   warmup_steps=1, base_dtype="float32")
     train_ar_sft(SFTConfig(run_dir=str(tmp_path / "a"), steps=4, **common), progress=False)
@@ -170,22 +189,13 @@ def test_resume_after_kill_matches_uninterrupted(tiny_model_dir, tmp_path, monke
 def test_ar_sft_continues_an_exported_ar_and_keeps_its_baselines(tiny_model_dir, tmp_path):
     """init_from: the AR starts from the checkpoint (its head, not the identity), keeps the parent's fve baselines
     and lists the parent's training data; AV SFT refuses the key."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     from safetensors.torch import load_file, save_file
 
-    from nla_audit.sidecar import read_dataset_sidecar, read_model_sidecar, write_dataset_sidecar
+    from nla_audit.sidecar import read_model_sidecar
     from nla_audit.training.sft import train_ar_sft, train_av_sft
     from tests.builders import build_tiny_nla
 
-    base = _tiny_ar_data(tiny_model_dir, tmp_path)
-    table = pq.read_table(base)
-    table = table.append_column("explanation", pa.array([f"text {i}" for i in range(table.num_rows)]))
-    data = tmp_path / "ar_sft.parquet"
-    pq.write_table(table, data)
-    meta = read_dataset_sidecar(base)
-    write_dataset_sidecar(data, {**{k: v for k, v in meta.items() if k not in ("kind", "schema_version")},
-                                 "stage": "ar_sft"})
+    data = _tiny_ar_sft_data(tiny_model_dir, tmp_path)
     _, parent = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2)
     pmeta = read_model_sidecar(parent, "ar")
     parent_head = torch.randn(pmeta.d_model, pmeta.d_model)
@@ -204,14 +214,9 @@ def test_ar_sft_continues_an_exported_ar_and_keeps_its_baselines(tiny_model_dir,
 
 
 def test_grpo_steps_run_and_resume(tiny_model_dir, tmp_path):
-    from nla_audit.sidecar import read_dataset_sidecar, write_dataset_sidecar
     from nla_audit.training.grpo import train_rl
-    from tests.builders import build_tiny_nla
 
-    base = _tiny_ar_data(tiny_model_dir, tmp_path)
-    av, ar = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2)
-    meta = read_dataset_sidecar(base)
-    write_dataset_sidecar(base, {**{k: v for k, v in meta.items() if k not in ("kind", "schema_version")}, "stage": "rl"})
+    base, av, ar = _tiny_rl_setup(tiny_model_dir, tmp_path)
     cfg = dict(data=str(base), av=str(av), ar=str(ar), model=str(tiny_model_dir), prompts_per_step=2, group_size=2,
                max_new_tokens=6, save_every=1, base_dtype="float32")
     train_rl(GRPOConfig(run_dir=str(tmp_path / "rl"), steps=1, **cfg), progress=False)
@@ -230,14 +235,9 @@ def test_grpo_steps_run_and_resume(tiny_model_dir, tmp_path):
 
 def test_grpo_merged_sampler_samples_what_the_lora_policy_samples(tiny_model_dir, tmp_path):
     """Rollouts from the merged twin (the fast path) match rollouts from the LoRA policy itself (fp32)."""
-    from nla_audit.sidecar import read_dataset_sidecar, write_dataset_sidecar
     from nla_audit.training.grpo import train_rl
-    from tests.builders import build_tiny_nla
 
-    base = _tiny_ar_data(tiny_model_dir, tmp_path)
-    av, ar = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2)
-    meta = read_dataset_sidecar(base)
-    write_dataset_sidecar(base, {**{k: v for k, v in meta.items() if k not in ("kind", "schema_version")}, "stage": "rl"})
+    base, av, ar = _tiny_rl_setup(tiny_model_dir, tmp_path)
     cfg = dict(data=str(base), av=str(av), ar=str(ar), model=str(tiny_model_dir), prompts_per_step=2, group_size=2,
                max_new_tokens=6, steps=2, save_every=2, base_dtype="float32", eval_data=str(base), eval_every=2,
                eval_rows=3)
