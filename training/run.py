@@ -24,10 +24,11 @@ from nla_audit.errors import ConfigError
 CKPT = "checkpoint"
 # may change on resume: the length of the run, and what is logged (evals draw from a forked RNG, so they never
 # change the trajectory)
-# device and micro_batch may change on resume: a CPU run can continue on a GPU machine and back (state is saved on
-# the CPU), and micro-batching changes peak memory, not the gradient
+# device, base_dtype and micro_batch may change on resume: a CPU run can continue on a GPU machine and back (state
+# is saved on the CPU, trainable weights in fp32), the frozen base's dtype follows the device ("auto"), and
+# micro-batching changes peak memory, not the gradient
 RESUMABLE_KEYS = frozenset({"steps", "save_every", "eval_every", "eval_data", "eval_rows", "eval_temperature", "device",
-                            "micro_batch"})
+                            "base_dtype", "micro_batch"})
 
 
 class RunDir:

@@ -54,7 +54,9 @@ class SFTConfig:
     init_from: str | None = None  # AR SFT only: continue from an exported AR (its adapter rank, head, baselines)
     injection_scale: float | None = None
     max_length: int = 256
-    base_dtype: str = "bfloat16"  # frozen base weights; LoRA factors and the AR head stay fp32
+    # frozen base weights (LoRA factors and the AR head stay fp32): auto = bf16 on CUDA, fp32 on CPU, where bf16
+    # without native instructions made a forward + backward 25x slower (benchmarks/cpu_dtype.py)
+    base_dtype: str = "auto"
     autocast: bool = False
     device: str = "auto"  # CUDA when available, else CPU; the run dir records the device actually used
 
