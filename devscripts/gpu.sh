@@ -57,16 +57,8 @@ stage() {
           || die "the GGUF halves are not in $STAGE (the machine went cold?): stage p1 and p2 again, back to back"
         cat "$STAGE"/gguf.part00 "$STAGE"/gguf.part01 > "$STAGE/model.gguf"
         env_site
-        NLA_GGUF="$STAGE/model.gguf" "$PY" -c '
-import os
-from pathlib import Path
-from nla_audit.atomic import atomic_dir
-from nla_audit.embedded import GGUF_SHA256, _convert, _sha256, embedded_model_dir
-gguf = Path(os.environ["NLA_GGUF"])
-assert _sha256(gguf) == GGUF_SHA256, "the reassembled GGUF has the wrong sha256: stage p1 and p2 again"
-with atomic_dir(embedded_model_dir()) as tmp:
-    _convert(gguf, Path(tmp))
-print("converted into", embedded_model_dir())'
+        "$PY" -c "import sys; from pathlib import Path; from nla_audit.embedded import convert_gguf
+print('converted into', convert_gguf(Path(sys.argv[1])))" "$STAGE/model.gguf"
         ;;
     *) die "stage: unknown part '$part' (expected p1, p2 or p3)" ;;
   esac

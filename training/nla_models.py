@@ -90,19 +90,19 @@ def export_av(lm: nn.Module, out: str | Path, model: str, d_model: int, tokens: 
 
 
 def export_ar(lm: nn.Module, head: nn.Linear, out: str | Path, model: str, layer: int, tokens: TokenMeta | None,
-              baselines: dict, stage: str, trained_on: list[str], training: dict) -> Path:
+              baselines: dict | None, stage: str, trained_on: list[str], training: dict) -> Path:
+    """Write an AR checkpoint; ``baselines`` None (a parent without them, e.g. a released AR) leaves them unset."""
     from safetensors.torch import save_file
 
-    d = head.weight.shape[0]
+    d, b = head.weight.shape[0], baselines or {}
     with atomic_dir(out) as tmp:
         adapter = save_adapter(lm, tmp)
         adapter["base"] = base_name(model)
         save_file({"weight": head.weight.detach().float().cpu().contiguous()}, str(Path(tmp) / VALUE_HEAD_FILE))
         ModelSidecar(role="ar", base_checkpoint=base_name(model), d_model=d, layer_index=layer, tokens=tokens,
                      av_template=AV_TEMPLATE, ar_template=AR_TEMPLATE, mse_scale=math.sqrt(d), stage=stage,
-                     baseline_rawvar=baselines["baseline_rawvar"],
-                     baseline_mean_direction=baselines["baseline_mean_direction"],
-                     mean_direction=tuple(baselines["mean_direction"].tolist()), adapter=adapter,
+                     baseline_rawvar=b.get("baseline_rawvar"), baseline_mean_direction=b.get("baseline_mean_direction"),
+                     mean_direction=tuple(b["mean_direction"].tolist()) if b else None, adapter=adapter,
                      trained_on=tuple(trained_on), parent_checkpoints=(base_name(model),), training=training,
                      created_by="nla_audit.training").save(tmp)
     return Path(out)
@@ -117,3 +117,12 @@ def as_reconstructor(inner: nn.Module, head: nn.Linear, tok: Any, layer: int, d:
 
 def token_meta_for(model: str) -> TokenMeta:
     return build_token_meta(load_tokenizer(resolve_model_path(model)))
+
+
+def sidecar_baselines(meta: Any) -> dict | None:
+    """The fve baselines an exported AR's sidecar carries (as ``export_ar`` takes them), or None when it lacks them
+    (e.g. a released AR): a continued or co-trained AR keeps its parent's, so its fve_nrm stays comparable."""
+    if meta.baseline_rawvar is None or meta.baseline_mean_direction is None or meta.mean_direction is None:
+        return None
+    return {"baseline_rawvar": meta.baseline_rawvar, "baseline_mean_direction": meta.baseline_mean_direction,
+            "mean_direction": torch.tensor(meta.mean_direction)}

@@ -174,10 +174,9 @@ def _ar_start(cfg: SFTConfig, gold: torch.Tensor, scale: float, layer: int) -> t
         raise InputError(f"init_from {cfg.init_from} is layer {meta.layer_index}, d_model {meta.d_model}",
                          expected=f"layer {layer}, d_model {gold.shape[1]} (the data's site)",
                          fix="continue an AR trained at this data's layer")
-    if meta.baseline_rawvar is None or meta.baseline_mean_direction is None or meta.mean_direction is None:
-        return baselines(gold, scale), list(meta.trained_on)  # a parent without them (e.g. a released AR)
-    return ({"baseline_rawvar": meta.baseline_rawvar, "baseline_mean_direction": meta.baseline_mean_direction,
-             "mean_direction": torch.tensor(meta.mean_direction)}, list(meta.trained_on))
+    from nla_audit.training.nla_models import sidecar_baselines
+
+    return sidecar_baselines(meta) or baselines(gold, scale), list(meta.trained_on)
 
 
 def _ar_eval_rows(cfg: SFTConfig, layer: int, d: int) -> tuple[list[str], torch.Tensor]:
