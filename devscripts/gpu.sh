@@ -113,7 +113,7 @@ train() {
   PYTHONUNBUFFERED=1 timeout "${TRAIN_S:-540}" "$PY" -c "import sys; from nla_audit.cli import main; sys.exit(main())" \
     train rl --data runs/nla/data/base.rl.parquet --run-dir "$RUN" --av "$NLA/av" --ar "$NLA/ar" \
     --steps "${STEPS:-40}" ${resume[@]+"${resume[@]}"} --quiet --set save_every=5 \
-    eval_data=runs/nla/data/base.test.parquet eval_every=20 eval_rows=64 prompts_per_step=32 group_size=8 \
+    eval_data=runs/nla/data/base.test.parquet eval_every=20 eval_rows=64 prompts_per_step=64 group_size=8 av_lr=1e-4 \
     micro_batch=64 seed=1 "$@" || rc=$?
   if [ -n "${OUT:-}" ] && [ -f "$RUN/av/nla_meta.yaml" ]; then
     mkdir -p "$OUT/av" "$OUT/ar"

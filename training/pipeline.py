@@ -28,6 +28,13 @@ class PipelineConfig:
     rl_prompts_per_step: int = 4  # activations a GRPO step; 16 on a GPU (the shipped run)
     rl_group_size: int = 4  # samples per activation; 8 on a GPU
     rl_micro_batch: int = 0  # rollouts per policy forward/backward slice (0 = all at once)
+    # A second GRPO stage from the first one's exports (run dir rl2): fresh optimizers and the KL re-anchored at
+    # the first stage's AV, which lets it take larger steps than one long stage could. The shipped NLA is such a
+    # continuation: 512 rollouts a step at twice the AV learning rate (BENCHMARKS.md, the gpu12 run).
+    rl2_steps: int = 0
+    rl2_prompts_per_step: int = 64  # group size and micro batch are the first stage's
+    rl2_av_lr: float = 1e-4
+    rl2_seed: int = 1
     ar_batch_size: int = 16
     ar_lora_rank: int = 16  # the AR's LoRA rank (alpha = 2 × rank); 64 reads teacher text better at equal steps
     av_batch_size: int = 8
@@ -38,6 +45,9 @@ class PipelineConfig:
 
         if self.ar_lora_rank < 1:  # checked here, not hours later when the AR SFT stage starts
             raise ConfigError(f"ar_lora_rank = {self.ar_lora_rank}", expected="an integer >= 1 (16 is the shipped AR's)")
+        if self.rl2_steps > 0 and self.rl_steps <= 0:
+            raise ConfigError(f"rl2_steps = {self.rl2_steps} with rl_steps = {self.rl_steps}",
+                              expected="rl_steps >= 1 (rl2 continues the first GRPO stage)", fix="set rl_steps, or rl2_steps=0")
 
 
 def _say(msg: str) -> None:
@@ -78,17 +88,21 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
             fn(SFTConfig(data=str(data / f"{stage}.parquet"), run_dir=str(run_dir), model=cfg.model, steps=steps,
                          batch_size=bs, device=cfg.device, **ar_only), resume=resume, progress=progress)
         out[name] = run_dir / name
-    if cfg.rl_steps > 0:
+    heldout = data / "base.test.parquet"  # the test split datagen writes: the held-out curve during RL
+    stages = (("rl", cfg.rl_steps, cfg.rl_prompts_per_step, {}),
+              ("rl2", cfg.rl2_steps, cfg.rl2_prompts_per_step, {"av_lr": cfg.rl2_av_lr, "seed": cfg.rl2_seed}))
+    for stage, steps, prompts, extra in stages:
+        if steps <= 0:
+            break  # rl2 continues rl (__post_init__ refuses rl2 without rl)
         from nla_audit.training.grpo import GRPOConfig, train_rl
 
-        run_dir = root / "rl"
+        run_dir = root / stage
         resume = (run_dir / "checkpoint" / "state.pt").exists()
-        _say(f"rl: {'resume' if resume else 'start'} → {cfg.rl_steps} steps")
-        heldout = data / "base.test.parquet"  # the test split datagen writes: the held-out curve during RL
+        _say(f"{stage}: {'resume' if resume else 'start'} → {steps} steps")
         train_rl(GRPOConfig(data=str(data / "rl.parquet"), run_dir=str(run_dir), av=str(out["av"]), ar=str(out["ar"]),
-                            model=cfg.model, steps=cfg.rl_steps, prompts_per_step=cfg.rl_prompts_per_step,
-                            group_size=cfg.rl_group_size, micro_batch=cfg.rl_micro_batch, device=cfg.device,
-                            eval_data=str(heldout) if heldout.exists() else None),
+                            model=cfg.model, steps=steps, prompts_per_step=prompts, group_size=cfg.rl_group_size,
+                            micro_batch=cfg.rl_micro_batch, device=cfg.device,
+                            eval_data=str(heldout) if heldout.exists() else None, **extra),
                  resume=resume, progress=progress)
         out = {"av": run_dir / "av", "ar": run_dir / "ar"}
     return out

@@ -310,16 +310,21 @@ def test_policy_update_gradient_does_not_depend_on_micro_batch(tiny_model_dir, p
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
 
 
+def _finished_sft_stages(run: Path) -> None:
+    """A pipeline run dir whose data and both SFT stages (5 steps each) look done, so only RL would run."""
+    for rel in ("data/base.parquet", "data/rl.parquet", "ar_sft/ar/nla_meta.yaml", "av_sft/av/nla_meta.yaml"):
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_text("x")
+    for stage in ("ar_sft", "av_sft"):
+        (run / stage / "metrics.jsonl").write_text(json.dumps({"step": 5}) + "\n")
+
+
 def test_pipeline_skips_finished_stages_and_passes_rl_settings(tmp_path, monkeypatch):
     """A re-run skips stages whose outputs exist; the GPU group settings reach GRPO."""
     import nla_audit.training.grpo as grpo
     from nla_audit.training.pipeline import PipelineConfig, run_pipeline
 
-    for rel in ("data/base.parquet", "data/rl.parquet", "ar_sft/ar/nla_meta.yaml", "av_sft/av/nla_meta.yaml"):
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text("x")
-    for stage in ("ar_sft", "av_sft"):
-        (tmp_path / stage / "metrics.jsonl").write_text(json.dumps({"step": 5}) + "\n")
+    _finished_sft_stages(tmp_path)
     seen = []
     monkeypatch.setattr(grpo, "train_rl", lambda cfg, resume, progress: seen.append((cfg, resume)))
     out = run_pipeline(PipelineConfig(run_dir=str(tmp_path), ar_steps=5, av_steps=5, rl_steps=7, rl_prompts_per_step=16,
@@ -328,6 +333,27 @@ def test_pipeline_skips_finished_stages_and_passes_rl_settings(tmp_path, monkeyp
     assert (cfg.steps, cfg.prompts_per_step, cfg.group_size, cfg.micro_batch) == (7, 16, 8, 32) and not resume
     assert cfg.av == str(tmp_path / "av_sft" / "av") and cfg.eval_data is None  # no test split written: no curve
     assert out == {"av": tmp_path / "rl" / "av", "ar": tmp_path / "rl" / "ar"}
+
+
+def test_pipeline_rl2_continues_from_the_first_rl_stage(tmp_path, monkeypatch):
+    """rl2 starts from rl's exports with its own batch, AV learning rate and seed; rl2 without rl is refused."""
+    from nla_audit.training import grpo
+    from nla_audit.training.pipeline import PipelineConfig, run_pipeline
+
+    _finished_sft_stages(tmp_path)
+    seen = []
+    monkeypatch.setattr(grpo, "train_rl", lambda cfg, resume, progress: seen.append(cfg))
+    out = run_pipeline(PipelineConfig(run_dir=str(tmp_path), ar_steps=5, av_steps=5, rl_steps=7, rl_prompts_per_step=16,
+                                      rl_group_size=8, rl2_steps=9, rl2_prompts_per_step=32, rl2_av_lr=2e-4,
+                                      rl2_seed=3, device="cpu"), progress=False)
+    first, second = seen
+    assert (first.run_dir, first.av_lr, first.seed) == (str(tmp_path / "rl"), 5e-5, 0)
+    assert (second.run_dir, second.steps, second.prompts_per_step, second.group_size) == (str(tmp_path / "rl2"), 9, 32, 8)
+    assert (second.av, second.ar) == (str(tmp_path / "rl" / "av"), str(tmp_path / "rl" / "ar"))
+    assert (second.av_lr, second.seed) == (2e-4, 3)
+    assert out == {"av": tmp_path / "rl2" / "av", "ar": tmp_path / "rl2" / "ar"}
+    with pytest.raises(ConfigError, match="rl2_steps"):
+        PipelineConfig(run_dir=str(tmp_path), rl2_steps=5)
 
 
 def test_pipeline_passes_the_ar_lora_rank_to_ar_sft_only(tmp_path, monkeypatch):
