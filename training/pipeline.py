@@ -97,14 +97,16 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
         from nla_audit.training.grpo import GRPOConfig, train_rl
 
         run_dir = root / stage
+        start, out = out, {"av": run_dir / "av", "ar": run_dir / "ar"}  # each stage starts from the last one's exports
+        if (out["av"] / "nla_meta.yaml").exists() and _last_step(run_dir) >= steps:
+            continue  # finished: a re-run for a later stage must not reload or re-export it
         resume = (run_dir / "checkpoint" / "state.pt").exists()
         _say(f"{stage}: {'resume' if resume else 'start'} → {steps} steps")
-        train_rl(GRPOConfig(data=str(data / "rl.parquet"), run_dir=str(run_dir), av=str(out["av"]), ar=str(out["ar"]),
-                            model=cfg.model, steps=steps, prompts_per_step=prompts, group_size=cfg.rl_group_size,
-                            micro_batch=cfg.rl_micro_batch, device=cfg.device,
+        train_rl(GRPOConfig(data=str(data / "rl.parquet"), run_dir=str(run_dir), av=str(start["av"]),
+                            ar=str(start["ar"]), model=cfg.model, steps=steps, prompts_per_step=prompts,
+                            group_size=cfg.rl_group_size, micro_batch=cfg.rl_micro_batch, device=cfg.device,
                             eval_data=str(heldout) if heldout.exists() else None, **extra),
                  resume=resume, progress=progress)
-        out = {"av": run_dir / "av", "ar": run_dir / "ar"}
     return out
 
 

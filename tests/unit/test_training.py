@@ -352,6 +352,14 @@ def test_pipeline_rl2_continues_from_the_first_rl_stage(tmp_path, monkeypatch):
     assert (second.av, second.ar) == (str(tmp_path / "rl" / "av"), str(tmp_path / "rl" / "ar"))
     assert (second.av_lr, second.seed) == (2e-4, 3)
     assert out == {"av": tmp_path / "rl2" / "av", "ar": tmp_path / "rl2" / "ar"}
+    # a finished first stage is not run again (nor re-exported) when the pipeline re-runs for rl2
+    (tmp_path / "rl" / "av").mkdir(parents=True)
+    (tmp_path / "rl" / "av" / "nla_meta.yaml").write_text("x")
+    (tmp_path / "rl" / "metrics.jsonl").write_text(json.dumps({"step": 7}) + "\n")
+    seen.clear()
+    run_pipeline(PipelineConfig(run_dir=str(tmp_path), ar_steps=5, av_steps=5, rl_steps=7, rl2_steps=9, device="cpu"),
+                 progress=False)
+    assert [c.run_dir for c in seen] == [str(tmp_path / "rl2")] and seen[0].av == str(tmp_path / "rl" / "av")
     with pytest.raises(ConfigError, match="rl2_steps"):
         PipelineConfig(run_dir=str(tmp_path), rl2_steps=5)
 
