@@ -78,8 +78,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
     for stage, fn, steps, bs, name in (("ar_sft", train_ar_sft, cfg.ar_steps, cfg.ar_batch_size, "ar"),
                                        ("av_sft", train_av_sft, cfg.av_steps, cfg.av_batch_size, "av")):
         run_dir = root / stage
-        done = (run_dir / name / "nla_meta.yaml").exists() and _last_step(run_dir) >= steps
-        if not done:
+        if not _finished(run_dir, name, steps):
             resume = (run_dir / "checkpoint" / "state.pt").exists()
             _say(f"{stage}: {'resume' if resume else 'start'} → {steps} steps")
             ar_eval = data / "ar_eval.parquet"  # datagen's held-out teacher text: the AR SFT's held-out curve
@@ -98,7 +97,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
 
         run_dir = root / stage
         start, out = out, {"av": run_dir / "av", "ar": run_dir / "ar"}  # each stage starts from the last one's exports
-        if (out["av"] / "nla_meta.yaml").exists() and _last_step(run_dir) >= steps:
+        if _finished(run_dir, "av", steps):
             continue  # finished: a re-run for a later stage must not reload or re-export it
         resume = (run_dir / "checkpoint" / "state.pt").exists()
         _say(f"{stage}: {'resume' if resume else 'start'} → {steps} steps")
@@ -126,6 +125,11 @@ def _check_pooling(data: Path, pool_sft: bool) -> None:
         raise ConfigError(f"pool_sft = {pool_sft}, but {path} was made with pool_sft = {pooled}",
                           expected="the run dir's SFT data made with the same pool_sft",
                           fix="use a new --run-dir, or delete its data/*_sft.parquet and data/rl.parquet to redo datagen")
+
+
+def _finished(run_dir: Path, export: str, steps: int) -> bool:
+    """A stage is done when its export exists and its metrics reached ``steps``; a larger ``steps`` resumes it."""
+    return (run_dir / export / "nla_meta.yaml").exists() and _last_step(run_dir) >= steps
 
 
 def _last_step(run_dir: Path) -> int:
