@@ -17,7 +17,8 @@ Departures from the reference, on purpose:
   surrogate is kept in the code path and is exact for ``ppo_epochs > 1``);
 * KL uses the k3 estimator ``exp(r) − r − 1`` with ``r = log π_ref − log π`` (non-negative, low variance)
   instead of Miles' k1; the reference policy is the SFT AV, evaluated by swapping its LoRA factors in;
-* small groups and batches (CPU); LR warm-up then constant;
+* small groups and batches (CPU); LR warm-up then constant, or (``av_lr_floor`` < 1, off by default) a cosine
+  decay of the AV's LR over the run;
 * with ``ppo_epochs = 1`` the "old" log-probs are the detached current ones (ratio 1), saving a forward pass.
 
 Held-out curve (not in the reference's loop): with ``eval_data`` (a test-split activation parquet, e.g. the
@@ -66,6 +67,9 @@ class GRPOConfig:
     max_new_tokens: int = 96
     temperature: float = 1.0
     av_lr: float = 5e-5
+    # 1 = the AV's LR stays constant after warm-up (the reference); < 1 = cosine from av_lr down to av_lr_floor × av_lr
+    # at `steps` (lr_at: a late decay lowers the level a constant LR's update noise levels off at)
+    av_lr_floor: float = 1.0
     ar_lr: float = 1e-4
     head_lr: float = 3e-4
     kl_coef: float = 0.01
@@ -96,6 +100,8 @@ class GRPOConfig:
                 raise ConfigError(f"{k} = {getattr(self, k)}", expected="an integer >= 1")
         if self.micro_batch < 0:
             raise ConfigError(f"micro_batch = {self.micro_batch}", expected=">= 0 (0 = all rollouts in one pass)")
+        if not 0.0 <= self.av_lr_floor <= 1.0:
+            raise ConfigError(f"av_lr_floor = {self.av_lr_floor}", expected="0 <= av_lr_floor <= 1 (1 = constant LR)")
         if self.temperature <= 0:
             raise ConfigError(f"temperature = {self.temperature}", expected="> 0 (GRPO needs sampled groups)")
         if self.eval_temperature < 0:
@@ -259,7 +265,7 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
             idx = data_order(len(acts), cfg.seed, step, cfg.prompts_per_step)
             v = acts[idx].repeat_interleave(cfg.group_size, dim=0).to(dev)
             for g in av_opt.param_groups:
-                g["lr"] = lr_at(step, cfg.av_lr, cfg.warmup_steps)
+                g["lr"] = lr_at(step, cfg.av_lr, cfg.warmup_steps, cfg.steps, cfg.av_lr_floor)
             # ---- rollouts (sampled, vector injected)
             t_gen = _clock(dev)
             lm.eval()
@@ -302,7 +308,7 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
                    "failed_rate": 1 - completed.float().mean().item(), "ar_loss": ar_loss,
                    "fve_nrm": (1 - comp_mse.mean().item() / b_rv) if len(comp_mse) else None,
                    "mean_len": sum(len(r) for r in responses) / len(responses), "elapsed_s": time.perf_counter() - t0,
-                   "rollout_s": t_pol - t_gen, "policy_s": t_ar - t_pol, "ar_s": t_end - t_ar}
+                   "av_lr": av_opt.param_groups[0]["lr"], "rollout_s": t_pol - t_gen, "policy_s": t_ar - t_pol, "ar_s": t_end - t_ar}
             if heldout is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
                 lm.eval()
                 rec.update(heldout_eval(ActivationVerbalizer(sampler(), tok, av_meta), ar, heldout, b_rv, cfg))
@@ -381,7 +387,8 @@ def heldout_eval(av: Any, ar: Any, gold: torch.Tensor, b_rv: float, cfg: GRPOCon
 def _export(cfg, lm, ar_lm, head, av_meta, ar_meta, layer, step, spent: dict) -> None:
     from nla_audit.training.nla_models import export_ar, export_av, sidecar_baselines
 
-    training = {"loss_type": "policy_loss", "step": step, "lr": cfg.av_lr, "group_size": cfg.group_size, **spent}
+    training = {"loss_type": "policy_loss", "step": step, "lr": cfg.av_lr, "lr_floor": cfg.av_lr_floor,
+                "group_size": cfg.group_size, **spent}
     # trained_on lists the RL data and what the parents trained on, so held-out checks see every stage's data
     export_av(lm, Path(cfg.run_dir) / "av", cfg.model, av_meta.d_model, av_meta.tokens, av_meta.injection_scale, "rl",
               list(dict.fromkeys([cfg.data, *av_meta.trained_on])), training)

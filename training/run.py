@@ -8,6 +8,7 @@ continues from the last checkpoint with no lost or repeated steps, and the metri
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 import uuid
@@ -204,6 +205,15 @@ def data_order(n: int, seed: int, step: int, batch_size: int) -> np.ndarray:
     return np.array(idx)
 
 
-def lr_at(step: int, base_lr: float, warmup: int) -> float:
-    """Linear warm-up then constant (the official FSDP path effectively ran at constant LR)."""
-    return base_lr * min(1.0, (step + 1) / max(1, warmup))
+def lr_at(step: int, base_lr: float, warmup: int, total: int = 0, floor: float = 1.0) -> float:
+    """Linear warm-up, then constant (``floor`` 1, the official FSDP path's effective schedule) or a cosine from
+    ``base_lr`` down to ``floor × base_lr`` at step ``total``.
+
+    Why a decay at all: with SGD-like noise, a constant LR levels off where the update noise balances the signal;
+    lowering the LR late lowers that floor. ``total`` is the run's ``steps``, so a resume that grows ``steps``
+    stretches the rest of the curve (the steps already taken keep the LR they had)."""
+    ramp = min(1.0, (step + 1) / max(1, warmup))
+    if floor >= 1.0 or total <= warmup:
+        return base_lr * ramp
+    t = min(1.0, max(0.0, (step - warmup) / (total - warmup)))
+    return base_lr * ramp * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t)))

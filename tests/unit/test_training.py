@@ -10,7 +10,7 @@ import torch
 from nla_audit.errors import ConfigError
 from nla_audit.training.config import load_config
 from nla_audit.training.grpo import (GRPOConfig, clipped_surrogate, group_advantages, k3_kl, rollout_rewards)
-from nla_audit.training.run import data_order
+from nla_audit.training.run import data_order, lr_at
 from nla_audit.training.sft import SFTConfig, av_batch, response_nll
 
 
@@ -42,6 +42,17 @@ def test_data_order_is_a_function_of_step():
     assert a == [data_order(10, 3, s, 4).tolist() for s in range(5)]
     flat = sum(a[:2], []) + a[2][:2]
     assert sorted(flat) == list(range(10))  # first epoch covers every row once
+
+
+def test_lr_schedule_constant_by_default_and_cosine_to_its_floor():
+    assert [lr_at(s, 1.0, 4) for s in (0, 3, 50)] == [0.25, 1.0, 1.0]
+    assert [lr_at(s, 1.0, 4, 100) for s in (3, 99)] == [1.0, 1.0]  # floor 1: constant, whatever the length
+    cos = [lr_at(s, 2.0, 4, 100, floor=0.1) for s in range(100)]
+    assert cos[0] == 0.5 and cos[3] == 2.0  # the same warm-up, then the decay starts at the base LR
+    assert all(a >= b for a, b in zip(cos[3:], cos[4:]))  # never rises after warm-up
+    assert math.isclose(lr_at(100, 2.0, 4, 100, floor=0.1), 0.2) and math.isclose(cos[52], 1.1)  # floor; halfway
+    with pytest.raises(ConfigError, match="av_lr_floor"):
+        GRPOConfig(data="x", run_dir="y", av="a", ar="b", av_lr_floor=1.5)
 
 
 def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
@@ -234,6 +245,8 @@ def test_grpo_steps_run_and_resume(tiny_model_dir, tmp_path):
                         **{**cfg, "base_dtype": "bfloat16"}), resume=True, progress=False)
     recs = [json.loads(x) for x in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs] == [1, 2, 3]
+    warm = GRPOConfig.warmup_steps  # the reference's constant LR by default: only the warm-up ramp
+    assert [r["av_lr"] for r in recs] == pytest.approx([GRPOConfig.av_lr * s / warm for s in (1, 2, 3)])
     assert [("eval_fve_nrm" in r) for r in recs] == [False, True, True]  # every eval_every steps and at the end
     assert all(math.isfinite(r["eval_fve_nrm"]) and math.isfinite(r["eval_fve_nrm_shuffled"]) for r in recs[1:])
     assert all(r["failed_rate"] == 1.0 and r["reward"] == -2.0 for r in recs)  # untrained: truncated → failure reward
