@@ -65,7 +65,7 @@ def main() -> None:
         with torch.no_grad():
             sc = nla.ar.score(texts, gold)
         fve = sc["fve_nrm"].numpy()
-        lo, hi = bootstrap_ci(fve)
+        lo, hi = bootstrap_ci(fve, groups=[held.doc_ids[i] for i in keep])  # resampling documents
         lines.append(f"| {name} | {fve.mean():.3f} [{lo:.3f}, {hi:.3f}] |")
     lines += ["", "- Same rows in every line (paired): differences between lines are tighter than the CIs suggest."]
     append("AR use of the explanation's context paragraph (issue 4 diagnostic)", lines)

@@ -36,7 +36,8 @@ def main() -> None:
     if (read_dataset_sidecar(args.data).get("split") or {}).get("name") == "test":
         sys.exit(f"error: {args.data} is the test split; choose decoding on validation rows (train av-texts writes them)")
     nla = NLA.load(args.av, args.ar, dtype="float32")
-    v = torch.from_numpy(read_vectors(args.data)[0].copy())
+    vecs, cols = read_vectors(args.data, ["doc_id"])
+    v, docs = torch.from_numpy(vecs.copy()), list(cols["doc_id"])  # CIs resample documents, not rows
     base = nla.ar.meta.fve_baseline()
     per_row, lines = {}, []
     for t in args.temperatures:
@@ -44,12 +45,12 @@ def main() -> None:
                             seed=0 if t > 0 else None)
         f = 1 - mse_nrm(nla.ar.reconstruct([e.text for e in ex]), v, nla.ar.meta.mse_scale) / base
         per_row[t] = f.numpy()
-        lo, hi = bootstrap_ci(per_row[t])
+        lo, hi = bootstrap_ci(per_row[t], groups=docs)
         lines.append(f"- T {t}: fve_nrm {f.mean():.3f} [{lo:.3f}, {hi:.3f}], median {f.median():.3f}, "
                      f"failed parse {sum(not e.ok for e in ex) / len(ex):.2f}")
     first = args.temperatures[0]
     for t in args.temperatures[1:]:
-        lo, hi = bootstrap_ci(per_row[t] - per_row[first])
+        lo, hi = bootstrap_ci(per_row[t] - per_row[first], groups=docs)
         lines.append(f"- T {t} − T {first} (paired, same rows): {(per_row[t] - per_row[first]).mean():+.3f} "
                      f"[{lo:+.3f}, {hi:+.3f}]")
     append("AV decoding temperature on validation rows (issue 4)",

@@ -2,7 +2,7 @@
 
 Held-out data: the ``test`` split of the default corpus (document-level split by sha256 of the doc id, seed 42,
 the same rule ``nla-audit split`` / datagen used), which no training stage ever reads. For each checkpoint pair:
-greedy explanations → AR → mse_nrm / cos / fve_nrm (mean, median, 95% bootstrap CI), the failed-parse rate,
+greedy explanations → AR → mse_nrm / cos / fve_nrm (mean, median, 95% CI by a bootstrap over documents), the failed-parse rate,
 and the **floor**: the same AV fed *shuffled* activations, scored against the true ones. Also the AR reading the
 offline teacher's explanation (what the AR can do with a perfect warm-start explanation), and with ``--best-of K``
 the AR-selected best of K samples (AV + verification, not one sample). Training cost comes
@@ -21,12 +21,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def table_row(results: dict, label: str, fve, mse, cos=None, fail: float | None = None, cost: str = "") -> str:
+def table_row(results: dict, label: str, fve, mse, cos=None, fail: float | None = None, cost: str = "",
+              docs: list | None = None) -> str:
     """One row of the held-out table (mean [95% CI], median, mse, cos, failed parse, training); also recorded
-    in ``results`` for ``--json-out``. Empty cells where a reference has no such column."""
+    in ``results`` for ``--json-out``. Empty cells where a reference has no such column. The CI resamples
+    ``docs`` (each row's document) when given, since positions of one document are not independent."""
     from nla_audit.evals._fve import bootstrap_ci
 
-    lo, hi = bootstrap_ci(fve.numpy())
+    lo, hi = bootstrap_ci(fve.numpy(), groups=docs)
     results[label] = {"fve_mean": fve.mean().item(), "fve_median": fve.median().item(), "ci": [lo, hi],
                       "mse": mse.mean().item(), "failed": fail}
     cells = [f"{fve.mean():.3f} [{lo:.3f}, {hi:.3f}]", f"{fve.median():.3f}", f"{mse.mean():.3f}",
@@ -34,7 +36,7 @@ def table_row(results: dict, label: str, fve, mse, cos=None, fail: float | None 
     return f"| {label} | " + " | ".join(cells) + " |"
 
 
-def paired_differences(single: dict) -> list[str]:
+def paired_differences(single: dict, docs: list | None = None) -> list[str]:
     """Each later pair minus the first, row by row on the same activations (a tighter test than two CIs)."""
     from nla_audit.evals._fve import bootstrap_ci
 
@@ -42,7 +44,7 @@ def paired_differences(single: dict) -> list[str]:
     out = []
     for name in names[1:]:
         d = single[name] - single[names[0]]
-        lo, hi = bootstrap_ci(d)
+        lo, hi = bootstrap_ci(d, groups=docs)
         out.append(f"| {name} − {names[0]} (paired, same rows) | {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}] | | | | | |")
     return out
 
@@ -79,7 +81,8 @@ def lookup_row(paths: list[str], held, nla, results: dict) -> str:
 
     r = token_lookup_reconstruction(paths, held, nla.target.tokenizer, nla.ar.meta.mse_scale, nla.ar.meta.fve_baseline())
     label = f"final-token lookup (reference; {r.extra['coverage']:.0%} of held-out tokens seen in training)"
-    return table_row(results, label, torch.from_numpy(r.fve), torch.from_numpy(r.mse), torch.from_numpy(r.cos))
+    return table_row(results, label, torch.from_numpy(r.fve), torch.from_numpy(r.mse), torch.from_numpy(r.cos),
+                     docs=r.groups)
 
 
 def main() -> None:
@@ -114,6 +117,7 @@ def main() -> None:
     nla0 = NLA.load(args.pair[0][1], args.pair[0][2], dtype="float32")
     held = heldout_from_corpus(nla0.target, nla0.layer, "default", args.docs, args.positions)
     v, cols = held.vectors, {"doc_id": held.doc_ids, "detokenized_text_truncated": held.texts}
+    docs = list(held.doc_ids)  # every CI below resamples documents, not rows
     n = len(v)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
     lines.append(f"- held-out: {n} activations from {len(set(cols['doc_id']))} test-split documents of the default "
@@ -138,7 +142,7 @@ def main() -> None:
             mse = mse_nrm(pred, v, nla.ar.meta.mse_scale)
             fail = sum(not e.ok for e in expl) / n
             lines.append(table_row(results, label, 1 - mse / base, mse, cosine(pred, v), fail,
-                                   run_cost(Path(av), Path(ar)) if label == name else ""))
+                                   run_cost(Path(av), Path(ar)) if label == name else "", docs))
             results[label].update(examples=[e.text for e in expl[:3]], fve_rows=(1 - mse / base).tolist())
             if label == name:
                 single[name] = (1 - mse / base).numpy()
@@ -148,12 +152,13 @@ def main() -> None:
             label = f"{name} · best-of-{args.best_of} (AR-selected)"
             lines.append(table_row(results, label, torch.tensor([r.fve_nrm for r in rows]),
                                    torch.tensor([r.mse_nrm for r in rows]), torch.tensor([r.cos for r in rows]),
-                                   sum(not r.ok for r in rows) / n))
+                                   sum(not r.ok for r in rows) / n, docs=docs))
             results[label]["examples"] = [r.explanation for r in rows[:3]]
         # what the AR does with the offline teacher's explanation of the same position (text-side reference)
         mse_t = mse_nrm(nla.ar.reconstruct(teacher_texts), v, nla.ar.meta.mse_scale)
-        lines.append(table_row(results, f"{name} · AR on teacher explanations (reference)", 1 - mse_t / base, mse_t))
-    lines += paired_differences(single)
+        lines.append(table_row(results, f"{name} · AR on teacher explanations (reference)", 1 - mse_t / base, mse_t,
+                               docs=docs))
+    lines += paired_differences(single, docs)
     if args.lookup_data:
         lines.append(lookup_row(args.lookup_data, held, nla0, results))
     lines.append("")
@@ -166,6 +171,8 @@ def main() -> None:
         lines.append("- final-token lookup: each held-out activation predicted by the mean direction of the training "
                      "activations (" + ", ".join(f"`{p}`" for p in args.lookup_data) + ") at the same token (the overall "
                      "mean direction for unseen tokens): what naming only the current token could carry.")
+    lines.append(f"- 95% CIs: percentile bootstrap over the {len(set(docs))} documents (all positions of a drawn document "
+                 "together), for rows and paired differences alike.")
     lines.append(f"- fve_nrm denominator B_rv = {nla0.ar.meta.fve_baseline():.4f} (training-set variance of the normalised "
                  "vectors, stored in the AR sidecar). The teacher is the offline proxy, not Claude.")
     append("Held-out fve_nrm of NLA checkpoints (issue 4)", lines)

@@ -49,22 +49,35 @@ class Reconstruction:
     seconds: float  # wall time to explain (and reconstruct) every row
     failed: float | None = None  # NLA only: fraction of outputs without a closed explanation tag
     extra: dict[str, Any] = field(default_factory=dict)
+    groups: list[str] | None = None  # the document of each row: the CI resamples documents, not rows
 
     def summary(self, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
-        lo, hi = bootstrap_ci(self.fve, n_boot, seed)
+        lo, hi = bootstrap_ci(self.fve, n_boot, seed, self.groups)
         return {"task": "reconstruction", "explainer": self.explainer, "checkpoint": self.checkpoint,
                 "metric": "fve_nrm", "n": len(self.fve), "score": float(self.fve.mean()), "ci_low": lo, "ci_high": hi,
                 "median": float(np.median(self.fve)), "mse_nrm": float(self.mse.mean()), "cos": float(self.cos.mean()),
                 "failed": self.failed, "s_per_activation": self.seconds / max(1, len(self.fve)), **self.extra}
 
 
-def bootstrap_ci(x: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Seeded percentile bootstrap 95% interval of the mean."""
+def bootstrap_ci(x: np.ndarray, n_boot: int = 2000, seed: int = 0, groups: Any = None) -> tuple[float, float]:
+    """Seeded percentile bootstrap 95% interval of the mean.
+
+    With ``groups`` (one label per row, e.g. the document id) whole groups are resampled and the mean is taken
+    over every row of the drawn groups: positions of one document are correlated, so treating them as independent
+    rows would give too narrow an interval. With one row per group this is the row bootstrap."""
     x = np.asarray(x, dtype=np.float64)
     if len(x) == 0:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(1)
+    if groups is None:
+        means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(1)
+    else:
+        if len(groups) != len(x):
+            raise ValueError(f"{len(groups)} group labels for {len(x)} values")
+        _, inv = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+        sums, counts = np.bincount(inv, weights=x), np.bincount(inv).astype(np.float64)
+        draw = rng.integers(0, len(sums), size=(n_boot, len(sums)))
+        means = sums[draw].sum(1) / counts[draw].sum(1)
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
@@ -173,7 +186,7 @@ def nla_reconstruction(nla: Any, data: Heldout, name: str, base: float, shuffled
     fve, mse, cos = _metrics(pred, gold, nla.ar.meta.mse_scale, base)
     return Reconstruction(name, "nla-shuffled" if shuffled else "nla", name, fve, mse, cos, seconds,
                           failed=sum(not e.ok for e in expl) / max(1, len(expl)),
-                          extra={"example": expl[0].text[:200] if expl else ""})
+                          extra={"example": expl[0].text[:200] if expl else ""}, groups=list(data.doc_ids))
 
 
 def sae_reconstruction(sae_explainer: Any, data: Heldout, mse_scale: float, base: float,
@@ -198,7 +211,8 @@ def sae_reconstruction(sae_explainer: Any, data: Heldout, mse_scale: float, base
     for label, pred, secs, l0 in ((name, top, seconds, (shown > 0).float().sum(1).mean()),
                                   (f"{name}-decoder", full, decode_s, (z > 0).float().sum(1).mean())):
         fve, mse, cos = _metrics(pred, gold, mse_scale, base)
-        rows.append(Reconstruction(name, label, name, fve, mse, cos, secs, extra={"l0": float(l0)}))
+        rows.append(Reconstruction(name, label, name, fve, mse, cos, secs, extra={"l0": float(l0)},
+                                   groups=list(data.doc_ids)))
     return rows
 
 
@@ -225,7 +239,8 @@ def token_lookup_reconstruction(train_paths: list[str], data: Heldout, tokenizer
     secs = time.perf_counter() - t0
     fve, mse, cos = _metrics(pred, data.vectors, mse_scale, base)
     return Reconstruction("token-lookup", "token-lookup", "-", fve, mse, cos, secs,
-                          extra={"coverage": lookup.coverage(test_ids), "train_rows": len(ids)})
+                          extra={"coverage": lookup.coverage(test_ids), "train_rows": len(ids)},
+                          groups=list(data.doc_ids))
 
 
 def _at_site(path: str, site: Any) -> bool:
@@ -247,4 +262,4 @@ def mean_direction_reconstruction(mean_direction: Any, data: Heldout, mse_scale:
     gold = data.vectors
     pred = torch.as_tensor(mean_direction, dtype=torch.float32)[None].expand_as(gold)
     fve, mse, cos = _metrics(pred, gold, mse_scale, base)
-    return Reconstruction("mean-direction", "constant", "-", fve, mse, cos, 0.0)
+    return Reconstruction("mean-direction", "constant", "-", fve, mse, cos, 0.0, groups=list(data.doc_ids))

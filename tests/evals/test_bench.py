@@ -232,3 +232,21 @@ def test_token_lookup_uses_only_training_data_of_the_site(tiny_acts, tiny_model_
     here = _fve.token_lookup_reconstruction(paths, data, tok, 8.0, 1.0, site=(ext["base_model"], 2))
     assert both.extra["train_rows"] == 2 * here.extra["train_rows"]
     assert _fve.token_lookup_reconstruction([str(tiny_acts[1])], data, tok, 8.0, 1.0, site=(ext["base_model"], 2)) is None
+
+
+def test_bootstrap_over_documents_widens_for_correlated_positions():
+    import numpy as np
+    from nla_audit.evals._fve import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    doc_effect = rng.normal(0, 1, 30)
+    x = np.repeat(doc_effect, 4) + rng.normal(0, 0.1, 120)  # 4 near-identical positions per document
+    docs = np.repeat([f"d{i}" for i in range(30)], 4)
+    lo_r, hi_r = bootstrap_ci(x)
+    lo_d, hi_d = bootstrap_ci(x, groups=docs)
+    assert lo_d < x.mean() < hi_d
+    assert (hi_d - lo_d) > 1.5 * (hi_r - lo_r)  # ~2x: 30 independent documents, not 120 independent rows
+    singles = [f"s{i}" for i in range(120)]  # one row per document: the row bootstrap, same draws
+    assert bootstrap_ci(x, groups=singles) == pytest.approx((lo_r, hi_r), abs=0.05)
+    with pytest.raises(ValueError, match="group labels"):
+        bootstrap_ci(x, groups=docs[:10])
