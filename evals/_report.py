@@ -23,7 +23,7 @@ FOOTNOTE = ("fve_nrm = 1 − mse_nrm / B_rv on held-out activations, B_rv = {b_r
             "≈ 0 and the constant mean *direction* scores 1 − B_mn/B_rv. The floor feeds each activation's AV "
             "another activation: it shows how much of the score depends on the activation, it is not chance. Task "
             "scores: accuracy, or for cot_hints/sandbagging the gap P(yes | pos) − P(yes | neg); 95% CI Wilson / "
-            "bootstrap. training = wall time recorded with the checkpoint (NLA: SFT stages + RL; it excludes "
+            "bootstrap (fve_nrm: over documents). training = wall time recorded with the checkpoint (NLA: SFT stages + RL; it excludes "
             "activation extraction and teacher datagen; SAE: its training loop), each on its own device; time / "
             "explained activation measured here on {device} (NLA: AV generation + AR after a warm-up, batch 16; "
             "SAE: encoding + top latents, one batch).")
