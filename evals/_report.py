@@ -159,11 +159,19 @@ def _plt():
     return plt
 
 
+def _yerr(d) -> list:
+    """Error bars from a CI, clipped at 0: a percentile bootstrap interval need not contain the point estimate
+    exactly (float rounding with one document; skew), and matplotlib refuses negative bars."""
+    import numpy as np
+
+    return [np.clip(d["score"] - d["ci_low"], 0, None), np.clip(d["ci_high"] - d["score"], 0, None)]
+
+
 def plot_fve(recon, out: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(recon) + 1), 3.4))
     labels = [f"{r.explainer}\n{r.checkpoint}" for r in recon.itertuples()]
-    ax.bar(range(len(recon)), recon["score"], yerr=[recon["score"] - recon["ci_low"], recon["ci_high"] - recon["score"]],
+    ax.bar(range(len(recon)), recon["score"], yerr=_yerr(recon),
            capsize=4, color=[{"nla": "tab:blue", "nla-shuffled": "tab:gray", "sae": "tab:orange"}.get(x, "tab:green")
                              for x in recon["explainer"]])
     ax.axhline(0, color="black", lw=0.8)
@@ -181,7 +189,7 @@ def plot_scores(evals, out: Path) -> None:
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.4), squeeze=False)
     for ax, t in zip(axes[0], tasks):
         d = e[e["task"] == t].sort_values("explainer", key=lambda s: s.map(ORDER))
-        ax.bar(range(len(d)), d["score"], yerr=[d["score"] - d["ci_low"], d["ci_high"] - d["score"]], capsize=3)
+        ax.bar(range(len(d)), d["score"], yerr=_yerr(d), capsize=3)
         ax.axhline(float(d["chance"].mean()), ls=":", color="black", lw=1)
         ax.set_xticks(range(len(d)), [f"{r.explainer}\n{r.checkpoint}" for r in d.itertuples()], fontsize=6)
         ax.set_title(t, fontsize=9)
