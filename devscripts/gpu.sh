@@ -14,7 +14,7 @@
 #   STEPS=N bash devscripts/gpu.sh train [KEY=VALUE ...]  # resumes up to step N in all (not N more); stops
 #                                                        # itself before the call's limit; exports + metrics
 #                                                        # (not the checkpoint) come back in $OUT
-#   NLA_GPU_RUN=runs/nla/rl3 STEPS=220 bash devscripts/gpu.sh train av_lr_floor=0.1
+#   NLA_GPU_RUN=runs/nla/rl3 STEPS=190 bash devscripts/gpu.sh train av_lr_floor=0.1
 #                                    # a fresh stage from the shipped NLA (KL re-anchored) whose AV LR decays
 #                                    # over STEPS: keep STEPS the same in every call of such a run
 # Checked here end to end on the CPU with throwaway folders: `bash devscripts/gpu.sh selftest`.
