@@ -53,8 +53,10 @@ class Reconstruction:
 
     def summary(self, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
         lo, hi = bootstrap_ci(self.fve, n_boot, seed, self.groups)
+        # the score in float64, as the interval is: a float32 mean can fall just outside a zero-width interval
         return {"task": "reconstruction", "explainer": self.explainer, "checkpoint": self.checkpoint,
-                "metric": "fve_nrm", "n": len(self.fve), "score": float(self.fve.mean()), "ci_low": lo, "ci_high": hi,
+                "metric": "fve_nrm", "n": len(self.fve), "n_docs": len(set(self.groups)) if self.groups else None,
+                "score": float(np.mean(self.fve, dtype=np.float64)), "ci_low": lo, "ci_high": hi,
                 "median": float(np.median(self.fve)), "mse_nrm": float(self.mse.mean()), "cos": float(self.cos.mean()),
                 "failed": self.failed, "s_per_activation": self.seconds / max(1, len(self.fve)), **self.extra}
 

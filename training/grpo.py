@@ -51,7 +51,7 @@ from nla_audit.progress import RateProgress
 from nla_audit.sidecar import read_dataset_sidecar, read_model_sidecar
 from nla_audit.vectors import read_vectors
 
-from nla_audit.training.run import RunDir, cost, data_order, lr_at, with_device
+from nla_audit.training.run import RESUMABLE_KEYS, RunDir, config_defaults, cost, data_order, lr_at, with_device
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,9 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
     av_opt = torch.optim.AdamW(av_params, lr=cfg.av_lr, betas=(0.9, 0.95), weight_decay=0.0)
     ar_opt = torch.optim.AdamW([{"params": ar_lora, "lr": cfg.ar_lr}, {"params": head.parameters(), "lr": cfg.head_lr}],
                                betas=(0.9, 0.95), weight_decay=0.0)
-    run = RunDir(cfg.run_dir, to_dict(cfg), resume)
+    # a decaying LR runs over `steps`: a resume with more steps would lift the LR back up, so steps is fixed then
+    resumable = RESUMABLE_KEYS - {"steps"} if cfg.av_lr_floor < 1 else RESUMABLE_KEYS
+    run = RunDir(cfg.run_dir, to_dict(cfg), resume, config_defaults(cfg), resumable)
     modules, opts = {"av": lm, "ar": ar_lm, "head": head}, {"av": av_opt, "ar": ar_opt}
     keep = lambda n: ".lora_" in n or n == "weight"
     step = 0

@@ -33,15 +33,19 @@ RESUMABLE_KEYS = frozenset({"steps", "save_every", "eval_every", "eval_data", "e
 
 
 class RunDir:
-    def __init__(self, path: str | Path, config: dict, resume: bool) -> None:
+    def __init__(self, path: str | Path, config: dict, resume: bool, defaults: dict | None = None,
+                 resumable: frozenset[str] = RESUMABLE_KEYS) -> None:
+        """``defaults``: config keys' default values. A key that a run saved before the key existed counts as its
+        default on resume, so adding a config key (with a default that keeps the old behaviour) does not lock
+        runs in progress out of ``--resume``. ``resumable``: keys that may differ on resume."""
         self.path = Path(path)
         cfg_path = self.path / "resolved_config.yaml"
         if resume:
             if not (self.path / CKPT / "state.pt").exists():
                 raise ConfigError(f"--resume given but {self.path} has no checkpoint", fix="drop --resume to start fresh")
-            saved = yaml.safe_load(cfg_path.read_text())
+            saved = {**(defaults or {}), **yaml.safe_load(cfg_path.read_text())}
             # `steps` may grow on resume (train longer); everything else must match exactly.
-            diff = sorted(k for k in set(saved) | set(config) if k not in RESUMABLE_KEYS and saved.get(k) != config.get(k))
+            diff = sorted(k for k in set(saved) | set(config) if k not in resumable and saved.get(k) != config.get(k))
             if diff:
                 raise ConfigError(f"--resume with a different config (keys {diff})",
                                   fix="resume with the same config, or use a new run dir")
@@ -179,6 +183,13 @@ def cost(run: RunDir, device: str, parents: tuple = ()) -> dict:
     total = round(sum(stages.values()), 1) if complete else None
     return {"device": str(device), "wall_time_s": own, "total_wall_time_s": total, "stages": stages}
 
+def config_defaults(cfg: Any) -> dict[str, Any]:
+    """The default value of each field of a config dataclass that has one (``RunDir``'s ``defaults``)."""
+    import dataclasses
+
+    return {f.name: f.default for f in dataclasses.fields(cfg) if f.default is not dataclasses.MISSING}
+
+
 def with_device(cfg: Any) -> Any:
     """``cfg`` with ``device`` resolved ('auto' → cuda when available) and a ``base_dtype`` of 'auto' named
     (bfloat16 on CUDA, float32 on the CPU), so the run dir records the real ones."""
@@ -210,8 +221,8 @@ def lr_at(step: int, base_lr: float, warmup: int, total: int = 0, floor: float =
     ``base_lr`` down to ``floor × base_lr`` at step ``total``.
 
     Why a decay at all: with SGD-like noise, a constant LR levels off where the update noise balances the signal;
-    lowering the LR late lowers that floor. ``total`` is the run's ``steps``, so a resume that grows ``steps``
-    stretches the rest of the curve (the steps already taken keep the LR they had)."""
+    lowering the LR late lowers that floor. ``total`` is the run's ``steps``; a resume that grew it would lift the
+    LR back up, so GRPO refuses to change ``steps`` on resume when it decays."""
     ramp = min(1.0, (step + 1) / max(1, warmup))
     if floor >= 1.0 or total <= warmup:
         return base_lr * ramp

@@ -31,7 +31,7 @@ from nla_audit.progress import RateProgress
 from nla_audit.sidecar import read_dataset_sidecar
 from nla_audit.vectors import read_vectors
 
-from nla_audit.training.run import RunDir, cost, data_order, lr_at, with_device
+from nla_audit.training.run import RunDir, config_defaults, cost, data_order, lr_at, with_device
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def train_ar_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
     lora = [p for p in lm.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": lora, "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr}],
                             betas=(0.9, 0.95), weight_decay=0.0)
-    run = RunDir(cfg.run_dir, to_dict(cfg), resume)
+    run = RunDir(cfg.run_dir, to_dict(cfg), resume, config_defaults(cfg))
     modules = {"lm": lm, "head": head}
     keep = lambda n: ".lora_" in n or n == "weight"  # noqa: E731  (LoRA factors + the head's weight)
     step = run.load(modules, {"opt": opt})["step"] if resume else 0
@@ -268,7 +268,7 @@ def train_av_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     params = [p for p in lm.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
-    run = RunDir(cfg.run_dir, to_dict(cfg), resume)
+    run = RunDir(cfg.run_dir, to_dict(cfg), resume, config_defaults(cfg))
     keep = lambda n: ".lora_" in n  # noqa: E731
     step = run.load({"lm": lm}, {"opt": opt})["step"] if resume else 0
     ev = np.arange(min(cfg.eval_rows, len(responses)))

@@ -241,12 +241,17 @@ def test_bootstrap_over_documents_widens_for_correlated_positions():
     rng = np.random.default_rng(0)
     doc_effect = rng.normal(0, 1, 30)
     x = np.repeat(doc_effect, 4) + rng.normal(0, 0.1, 120)  # 4 near-identical positions per document
-    docs = np.repeat([f"d{i}" for i in range(30)], 4)
+    docs = np.repeat([f"d{i:03d}" for i in range(30)], 4)
     lo_r, hi_r = bootstrap_ci(x)
     lo_d, hi_d = bootstrap_ci(x, groups=docs)
     assert lo_d < x.mean() < hi_d
     assert (hi_d - lo_d) > 1.5 * (hi_r - lo_r)  # ~2x: 30 independent documents, not 120 independent rows
-    singles = [f"s{i}" for i in range(120)]  # one row per document: the row bootstrap, same draws
-    assert bootstrap_ci(x, groups=singles) == pytest.approx((lo_r, hi_r), abs=0.05)
+    singles = [f"s{i:03d}" for i in range(120)]  # one row per document (in sorted order): the row bootstrap exactly
+    assert bootstrap_ci(x, groups=singles) == (lo_r, hi_r)
     with pytest.raises(ValueError, match="group labels"):
         bootstrap_ci(x, groups=docs[:10])
+    # unequal documents: the interval is about the mean over rows, not the mean of per-document means
+    y = np.concatenate([np.zeros(50), np.ones(450)]) + rng.normal(0, 0.01, 500)
+    uneven = [f"a{i}" for i in range(50)] + [f"b{i // 9}" for i in range(450)]  # 50 one-row docs, 50 nine-row docs
+    lo, hi = bootstrap_ci(y, groups=uneven)
+    assert 0.8 < lo < y.mean() < hi < 0.97  # the mean of document means would be ~0.5

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nla_audit.errors import ConfigError
-from nla_audit.training.config import load_config
+from nla_audit.training.config import load_config, to_dict
 from nla_audit.training.grpo import (GRPOConfig, clipped_surrogate, group_advantages, k3_kl, rollout_rewards)
 from nla_audit.training.run import data_order, lr_at
 from nla_audit.training.sft import SFTConfig, av_batch, response_nll
@@ -253,6 +253,39 @@ def test_grpo_steps_run_and_resume(tiny_model_dir, tmp_path):
     phases = ("rollout_s", "policy_s", "ar_s")  # where each step's time went, logged for GPU profiling
     assert all(min(r[k] for k in phases) >= 0 and sum(r[k] for k in phases) <= r["elapsed_s"] for r in recs)
     assert (tmp_path / "rl" / "av" / "nla_meta.yaml").exists() and (tmp_path / "rl" / "ar" / "value_head.safetensors").exists()
+
+
+def test_grpo_cosine_lr_reaches_the_optimizer_and_fixes_steps_on_resume(tiny_model_dir, tmp_path):
+    from nla_audit.training.grpo import train_rl
+
+    base, av, ar = _tiny_rl_setup(tiny_model_dir, tmp_path)
+    cfg = dict(data=str(base), av=str(av), ar=str(ar), model=str(tiny_model_dir), prompts_per_step=2, group_size=2,
+               max_new_tokens=4, save_every=1, base_dtype="float32", warmup_steps=1, av_lr=1e-3, av_lr_floor=0.1)
+    run = tmp_path / "rl"
+    train_rl(GRPOConfig(run_dir=str(run), steps=3, **cfg), progress=False)
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["av_lr"] for r in recs] == pytest.approx([1e-3, 1e-3, 0.55e-3])  # halfway down the cosine at step 3
+    with pytest.raises(ConfigError, match="steps"):  # more steps would lift the decayed LR back up
+        train_rl(GRPOConfig(run_dir=str(run), steps=5, **cfg), resume=True, progress=False)
+
+
+def test_resume_counts_a_key_the_saved_run_lacks_as_its_default(tmp_path):
+    """A config key added after a run was saved must not lock that run out of --resume (at its default)."""
+    import yaml
+    from nla_audit.training.run import CKPT, RunDir, config_defaults
+
+    cfg = GRPOConfig(data="d", run_dir=str(tmp_path), av="a", ar="b")
+    old = {k: v for k, v in to_dict(cfg).items() if k != "av_lr_floor"}  # saved before the key existed
+    (tmp_path / CKPT).mkdir(parents=True)
+    (tmp_path / CKPT / "state.pt").write_text("x")
+    (tmp_path / "resolved_config.yaml").write_text(yaml.safe_dump(old))
+    RunDir(tmp_path, to_dict(cfg), True, config_defaults(cfg))  # the default: same run
+    (tmp_path / "resolved_config.yaml").write_text(yaml.safe_dump(old))
+    changed = GRPOConfig(data="d", run_dir=str(tmp_path), av="a", ar="b", av_lr_floor=0.5)
+    with pytest.raises(ConfigError, match="av_lr_floor"):
+        RunDir(tmp_path, to_dict(changed), True, config_defaults(changed))
+    with pytest.raises(ConfigError, match="av_lr_floor"):  # without defaults, the old strict comparison
+        RunDir(tmp_path, to_dict(cfg), True)
 
 
 def test_grpo_merged_sampler_samples_what_the_lora_policy_samples(tiny_model_dir, tmp_path):
