@@ -97,8 +97,13 @@ def main() -> None:
                          "reconstructs best (needs --temperature > 0)")
     ap.add_argument("--lookup-data", action="append", default=[], metavar="PARQUET",
                     help="training activation parquet(s) for the final-token lookup reference row (repeatable)")
+    ap.add_argument("--batch-size", type=int, default=16,
+                    help="activations per AV generate call; 64 sampled 1.2x faster than 16 on the 2-core CPU (0.98 vs 0.79 "
+                         "rows/s, 128 rows at T 0.7), but other explanations than the recorded runs (16) at the same seed")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
+    if args.batch_size < 1:
+        ap.error(f"--batch-size {args.batch_size}: expected an integer >= 1")
     if args.best_of > 1 and args.temperature <= 0:
         ap.error("--best-of needs --temperature > 0 (greedy samples are identical)")
     for path in args.lookup_data:  # checked before any generation
@@ -136,7 +141,7 @@ def main() -> None:
         nla._target = nla0.target
         base = nla.ar.meta.fve_baseline()
         for label, inp in ((name, v), (f"{name} · floor (shuffled activations)", v[perm])):
-            expl = nla.av.explain(inp, max_new_tokens=args.max_new_tokens, batch_size=16, temperature=args.temperature,
+            expl = nla.av.explain(inp, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, temperature=args.temperature,
                                   seed=0 if args.temperature > 0 else None)
             pred = nla.ar.reconstruct([e.text for e in expl])
             mse = mse_nrm(pred, v, nla.ar.meta.mse_scale)
