@@ -98,8 +98,8 @@ def main() -> None:
     ap.add_argument("--lookup-data", action="append", default=[], metavar="PARQUET",
                     help="training activation parquet(s) for the final-token lookup reference row (repeatable)")
     ap.add_argument("--batch-size", type=int, default=16,
-                    help="activations per AV generate call; 64 sampled 1.2x faster than 16 on the 2-core CPU (0.98 vs 0.79 "
-                         "rows/s, 128 rows at T 0.7), but other explanations than the recorded runs (16) at the same seed")
+                    help="activations per AV generate call; 64 runs faster than 16 on a CPU (fewer, larger matrix products), "
+                         "but samples other explanations than the recorded runs (16) at the same seed")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
     if args.batch_size < 1:
