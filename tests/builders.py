@@ -64,3 +64,44 @@ def build_tiny_nla(model_dir: Path, out: Path, layer: int = 2, injection_scale: 
     base = baselines(torch.randn(64, 64), 8.0)
     ar = export_ar(lm_ar, head, out / "ar", str(model_dir), layer, tokens, base, "sl", [], {})
     return av, ar
+
+
+def tiny_activation_parquet(tiny_model_dir, tmp_path):
+    """A small ar_sft parquet+sidecar made by the real datagen writer from real tiny-model activations."""
+    from nla_audit.extract import ExtractConfig, extract_activations
+    from nla_audit.models import load_target
+
+    target = load_target(str(tiny_model_dir))
+    base = tmp_path / "base.parquet"
+    extract_activations(ExtractConfig(out=str(base), corpus=str(text_corpus(tmp_path / "c.jsonl", 8)), layer=2,
+                                      min_position=5, positions_per_doc=3), target=target, progress=False)
+    return base
+
+
+def tiny_rl_setup(tiny_model_dir, tmp_path):
+    """(rl-stage activation parquet, untrained AV, AR) over the tiny model, for GRPO runs."""
+    from nla_audit.sidecar import read_dataset_sidecar, write_dataset_sidecar
+
+    base = tiny_activation_parquet(tiny_model_dir, tmp_path)
+    av, ar = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2)
+    meta = read_dataset_sidecar(base)
+    write_dataset_sidecar(base, {**{k: v for k, v in meta.items() if k not in ("kind", "schema_version")}, "stage": "rl"})
+    return base, av, ar
+
+
+def tiny_ar_sft_parquet(tiny_model_dir, tmp_path):
+    """An ar_sft parquet (explanations "text i") with its sidecar, over real tiny-model activations."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nla_audit.sidecar import read_dataset_sidecar, write_dataset_sidecar
+
+    base = tiny_activation_parquet(tiny_model_dir, tmp_path)
+    table = pq.read_table(base)
+    table = table.append_column("explanation", pa.array([f"text {i}" for i in range(table.num_rows)]))
+    data = tmp_path / "ar_sft.parquet"
+    pq.write_table(table, data)
+    meta = read_dataset_sidecar(base)
+    write_dataset_sidecar(data, {**{k: v for k, v in meta.items() if k not in ("kind", "schema_version")},
+                                 "stage": "ar_sft"})
+    return data
