@@ -83,3 +83,10 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def config_defaults(cfg: Any) -> dict[str, Any]:
+    """Each field's default, written as ``to_dict`` writes values (tuples as lists): what a run saved before the
+    field existed ran with (``RunDir``'s ``defaults``)."""
+    return {f.name: list(f.default) if isinstance(f.default, tuple) else f.default
+            for f in dataclasses.fields(cfg) if f.default is not dataclasses.MISSING}

@@ -51,7 +51,7 @@ from nla_audit.progress import RateProgress
 from nla_audit.sidecar import read_dataset_sidecar, read_model_sidecar
 from nla_audit.vectors import read_vectors
 
-from nla_audit.training.run import RESUMABLE_KEYS, RunDir, config_defaults, cost, data_order, lr_at, with_device
+from nla_audit.training.run import RESUMABLE_KEYS, RunDir, cost, data_order, lr_at, with_device
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ def _sequences(tok: Any, prompt: list[int], responses: list[list[int]], pad: int
 
 
 def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Path:
-    from nla_audit.training.config import to_dict
+    from nla_audit.training.config import config_defaults, to_dict
     from nla_audit.training.nla_models import as_reconstructor, build_ar, build_av
 
     cfg = with_device(cfg)

@@ -44,7 +44,7 @@ class RunDir:
             if not (self.path / CKPT / "state.pt").exists():
                 raise ConfigError(f"--resume given but {self.path} has no checkpoint", fix="drop --resume to start fresh")
             saved = {**(defaults or {}), **yaml.safe_load(cfg_path.read_text())}
-            # `steps` may grow on resume (train longer); everything else must match exactly.
+            # keys in `resumable` (e.g. `steps`: train longer) may change; everything else must match exactly
             diff = sorted(k for k in set(saved) | set(config) if k not in resumable and saved.get(k) != config.get(k))
             if diff:
                 raise ConfigError(f"--resume with a different config (keys {diff})",
@@ -182,12 +182,6 @@ def cost(run: RunDir, device: str, parents: tuple = ()) -> dict:
     stages[run.run_id] = own
     total = round(sum(stages.values()), 1) if complete else None
     return {"device": str(device), "wall_time_s": own, "total_wall_time_s": total, "stages": stages}
-
-def config_defaults(cfg: Any) -> dict[str, Any]:
-    """The default value of each field of a config dataclass that has one (``RunDir``'s ``defaults``)."""
-    import dataclasses
-
-    return {f.name: f.default for f in dataclasses.fields(cfg) if f.default is not dataclasses.MISSING}
 
 
 def with_device(cfg: Any) -> Any:

@@ -31,7 +31,7 @@ from nla_audit.progress import RateProgress
 from nla_audit.sidecar import read_dataset_sidecar
 from nla_audit.vectors import read_vectors
 
-from nla_audit.training.run import RunDir, config_defaults, cost, data_order, lr_at, with_device
+from nla_audit.training.run import RunDir, cost, data_order, lr_at, with_device
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def check_dataset(meta: dict, stage: str, model: str) -> None:
 def train_ar_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> Path:
     import pyarrow.parquet as pq
 
-    from nla_audit.training.config import to_dict
+    from nla_audit.training.config import config_defaults, to_dict
     from nla_audit.training.nla_models import build_ar, export_ar
 
     cfg = with_device(cfg)
@@ -241,7 +241,7 @@ def train_av_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
     import pyarrow.parquet as pq
 
     from nla_audit.sidecar import TokenMeta
-    from nla_audit.training.config import to_dict
+    from nla_audit.training.config import config_defaults, to_dict
     from nla_audit.training.nla_models import build_av, export_av, round_scale
 
     cfg = with_device(cfg)

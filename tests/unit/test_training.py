@@ -171,7 +171,8 @@ def test_ar_sft_continues_an_exported_ar_and_keeps_its_baselines(tiny_model_dir,
 def test_resume_counts_a_key_the_saved_run_lacks_as_its_default(tmp_path):
     """A config key added after a run was saved must not lock that run out of --resume (at its default)."""
     import yaml
-    from nla_audit.training.run import CKPT, RunDir, config_defaults
+    from nla_audit.training.config import config_defaults
+    from nla_audit.training.run import CKPT, RunDir
 
     cfg = GRPOConfig(data="d", run_dir=str(tmp_path), av="a", ar="b")
     old = {k: v for k, v in to_dict(cfg).items() if k != "av_lr_floor"}  # saved before the key existed
