@@ -16,7 +16,9 @@ from nla_audit.ar import ActivationReconstructor
 from nla_audit.av import ActivationVerbalizer, validate_vectors
 from nla_audit.corpus import Document, tokenize_document
 from nla_audit.errors import InputError, ModelLoadError
-from nla_audit.metrics import cosine, fve_nrm, mse_nrm
+from nla_audit.metrics import cosine, fve_nrm, mse_nrm, normalize
+
+PICKS = ("closest", "consensus")
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,8 @@ class ExplainedActivation:
     position: int | None = None
     token: str | None = None
     warning: str | None = None
-    best_of: int = 1  # > 1: the sample, of this many, whose AR reconstruction came closest to the activation
+    best_of: int = 1  # > 1: one sample of this many, chosen by ``pick``
+    pick: str = "closest"  # with best_of > 1: "closest" to the activation, or the "consensus" of the samples
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,31 +96,42 @@ class NLA:
 
     # ------------------------------------------------------------------------------------------------
     def explain_vectors(self, vectors: Any, max_new_tokens: int = 150, temperature: float = 0.0,
-                        batch_size: int = 16, seed: int | None = None, best_of: int = 1) -> list[ExplainedActivation]:
+                        batch_size: int = 16, seed: int | None = None, best_of: int = 1,
+                        pick: str = "closest") -> list[ExplainedActivation]:
         """One explanation per vector with its round-trip score.
 
-        ``best_of = k > 1`` samples k explanations per vector and keeps the one the AR reconstructs best: the AR
-        acts as a verifier, which an auditor holding the activation can always run. Its score is selected
-        against the activation itself, so it measures AV + selection, not one sample of the AV.
+        ``best_of = k > 1`` samples k explanations per vector and keeps one, by ``pick``:
+
+        - ``"closest"``: the one the AR reconstructs closest to the activation. The AR acts as a verifier, which
+          an auditor holding the activation can always run, but the score is then selected against the
+          activation itself: it measures AV + selection, not one sample of the AV.
+        - ``"consensus"``: the one whose reconstruction is closest to the mean reconstruction of the k samples
+          (minimum-Bayes-risk decoding under the AV's own distribution). It never looks at the activation, so
+          its score is the fidelity of a decoding rule, as greedy or temperature 0.7 is.
         """
         v = validate_vectors(vectors, self.av.d_model)
-        if best_of < 1 or (best_of > 1 and temperature <= 0):
-            raise InputError(f"best_of = {best_of} with temperature {temperature}",
-                             expected="best_of >= 1, and temperature > 0 when best_of > 1 (greedy samples are identical)",
-                             fix="pass --temperature 0.7 with --best-of")
+        check_best_of(best_of, temperature, pick)
+        expl, pred = self.sample_explanations(v, best_of, max_new_tokens=max_new_tokens, temperature=temperature,
+                                              batch_size=batch_size, seed=seed)
         rows = v.repeat_interleave(best_of, dim=0)
-        expl = self.generator.explain(rows, max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size,
-                                      seed=seed)
-        pred = self.ar.reconstruct([e.text for e in expl], batch_size=max(batch_size, 16))
         mse = mse_nrm(pred, rows, self.ar.meta.mse_scale)
-        keep = best_sample(mse, torch.tensor([e.ok for e in expl]), best_of)
+        ok = torch.tensor([e.ok for e in expl])
+        keep = (best_sample(mse, ok, best_of) if pick == "closest"
+                else consensus_sample(normalize(pred, self.ar.meta.mse_scale), ok, best_of))
         mse, cos = mse[keep], cosine(pred[keep], v)
         base = self.ar.meta.fve_baseline()
         fve = fve_nrm(mse, base) if base is not None else None
         return [ExplainedActivation(explanation=e.text, ok=e.ok, truncated=e.truncated, mse_nrm=float(mse[i]),
                                     cos=float(cos[i]), fve_nrm=None if fve is None else float(fve[i]),
-                                    norm=float(v[i].norm()), warning=e.warning, best_of=best_of)
+                                    norm=float(v[i].norm()), warning=e.warning, best_of=best_of, pick=pick)
                 for i, e in enumerate(expl[j] for j in keep.tolist())]
+
+    def sample_explanations(self, vectors: torch.Tensor, k: int, **sampling: Any) -> tuple[list, torch.Tensor]:
+        """k explanations per vector (each vector's k consecutive) and the AR's reconstruction of each: the raw
+        material of every ``best_of`` rule, exposed so a benchmark can score several rules on the same samples."""
+        expl = self.generator.explain(vectors.repeat_interleave(k, dim=0), **sampling)
+        pred = self.ar.reconstruct([e.text for e in expl], batch_size=max(sampling.get("batch_size", 16), 16))
+        return expl, pred
 
     def document_activations(self, doc: Document, max_length: int = 2048) -> tuple[list[int], torch.Tensor]:
         from nla_audit.extract import text_activations
@@ -136,12 +150,38 @@ class NLA:
                 for p, r in zip(pos, rows)]
 
 
+def check_best_of(best_of: int, temperature: float, pick: str) -> None:
+    """One clear line for a selection that cannot work (greedy samples are all the same; unknown rules)."""
+    if best_of < 1 or (best_of > 1 and temperature <= 0):
+        raise InputError(f"best_of = {best_of} with temperature {temperature}",
+                         expected="best_of >= 1, and temperature > 0 when best_of > 1 (greedy samples are identical)",
+                         fix="pass --temperature 0.7 with --best-of")
+    if pick not in PICKS:
+        raise InputError(f"pick = {pick!r}", expected=" or ".join(PICKS))
+
+
 def best_sample(mse: torch.Tensor, ok: torch.Tensor, k: int) -> torch.Tensor:
     """Flat index of the lowest-mse sample in each consecutive group of ``k``; tagged samples beat untagged ones
     (a failed parse is never preferred to a well-formed explanation, whatever its score)."""
     m = mse.float()
     pick = (m + (~ok).float() * (m.max() + 1)).view(-1, k).argmin(dim=1)  # an untagged sample never beats a tagged one
     return torch.arange(len(pick)) * k + pick
+
+
+def consensus_sample(pred: torch.Tensor, ok: torch.Tensor, k: int) -> torch.Tensor:
+    """Flat index, in each consecutive group of ``k`` reconstructions, of the one closest to the group's mean.
+
+    The mean and the candidates are the tagged samples only (a group with none falls back to all of them).
+    For squared error, closest to the mean is the sample with the least summed distance to the others: the
+    minimum-Bayes-risk choice, which needs no activation. ``pred`` should be normalised as the metric is.
+    """
+    p = pred.float().view(-1, k, pred.shape[-1])
+    use = ok.view(-1, k)
+    use = use | ~use.any(dim=1, keepdim=True)  # no tagged sample in the group: all of them count
+    w = use.float()[..., None]
+    centre = (p * w).sum(dim=1) / w.sum(dim=1)
+    dist = (p - centre[:, None]).pow(2).sum(dim=-1).masked_fill(~use, float("inf"))
+    return torch.arange(p.shape[0]) * k + dist.argmin(dim=1)
 
 
 def resolve_positions(spec: str | list[int], n_tokens: int) -> list[int]:

@@ -14,8 +14,10 @@ def add_nla_args(p) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--best-of", type=int, default=1, metavar="K",
-                   help="sample K explanations per activation (needs --temperature > 0) and keep the one the AR "
-                        "reconstructs best")
+                   help="sample K explanations per activation (needs --temperature > 0) and keep one, by --pick")
+    p.add_argument("--pick", default="closest", choices=["closest", "consensus"],
+                   help="with --best-of: closest = the sample the AR reconstructs best (scored against the activation); "
+                        "consensus = the sample nearest the mean reconstruction (blind to the activation)")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default="auto")
     p.add_argument("--backend", default="transformers", choices=["transformers", "vllm"],
@@ -45,7 +47,7 @@ def sampling(args) -> dict:
         raise InputError(f"--best-of {args.best_of} with --temperature {args.temperature}",
                          expected="--best-of >= 1, and --temperature > 0 when --best-of > 1", fix="add --temperature 0.7")
     return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "batch_size": args.batch_size,
-            "seed": args.seed, "best_of": args.best_of}
+            "seed": args.seed, "best_of": args.best_of, "pick": args.pick}
 
 
 def _document(args):
@@ -97,7 +99,7 @@ def run(args) -> int:
     if args.json:
         for r in rows:
             print(json.dumps({k: r.to_dict()[k] for k in ("position", "token", "explanation", "mse_nrm", "cos",
-                                                            "fve_nrm", "norm", "ok", "warning", "best_of")}))
+                                                            "fve_nrm", "norm", "ok", "warning", "best_of", "pick")}))
     else:
         print_table(rows, title)
     if args.html:

@@ -37,8 +37,8 @@ def score_corpus(nla, corpus: str, positions_per_doc: int, min_position: int, ma
     if not vecs:
         raise InputError(f"no usable positions in {corpus}", fix="lower --min-position or pass longer texts")
     rows = nla.explain_vectors(torch.stack(vecs), **sampling)
-    # best_of > 1 scores are selected against the activations themselves: say so in the result
-    out = {"n": len(rows), "best_of": sampling.get("best_of", 1), "failed_parse_rate": sum(not r.ok for r in rows) / len(rows)}
+    # best_of > 1 with pick "closest" is selected against the activations themselves: say so in the result
+    out = {"n": len(rows), "best_of": sampling.get("best_of", 1), "pick": sampling.get("pick", "closest"), "failed_parse_rate": sum(not r.ok for r in rows) / len(rows)}
     for key in ("fve_nrm", "mse_nrm", "cos"):
         vals = [getattr(r, key) for r in rows if getattr(r, key) is not None]
         s = summarize(torch.tensor(vals)) if vals else {"mean": None, "median": None}

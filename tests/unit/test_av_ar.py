@@ -6,7 +6,7 @@ import torch
 from nla_audit.ar import ActivationReconstructor, last_token_index
 from nla_audit.av import ActivationVerbalizer, foreign_script_fraction, parse_explanation, validate_vectors
 from nla_audit.errors import InputError, SidecarError
-from nla_audit.nla import NLA, best_sample, resolve_positions
+from nla_audit.nla import NLA, best_sample, consensus_sample, resolve_positions
 from tests.builders import build_tiny_nla
 
 
@@ -116,6 +116,33 @@ def test_best_sample_prefers_low_mse_among_tagged():
     # group 0: the lowest of the tagged; group 1: none tagged, so the lowest overall
     assert best_sample(mse, ok, 3).tolist() == [1, 3]
     assert best_sample(torch.tensor([0.3, 0.1]), torch.tensor([True, False]), 2).tolist() == [0]
+
+
+def test_consensus_sample_picks_the_reconstruction_nearest_the_mean():
+    # group 0: the mean is x = 0.125, nearest the last sample
+    g0 = torch.tensor([[-1.0, 0.0], [0.2, 0.0], [1.2, 0.0], [0.1, 0.0]])
+    # group 1: an untagged sample sits exactly on the mean of the tagged ones, and must not be picked
+    g1 = torch.tensor([[2.0, 0.0], [0.0, 0.0], [-2.0, 0.0], [0.5, 0.0]])
+    ok = torch.tensor([True, True, True, True, True, False, True, True])
+    assert consensus_sample(torch.cat([g0, g1]), ok, 4).tolist() == [3, 4 + 3]
+    # no tagged sample in a group: all of them count, rather than none
+    assert consensus_sample(g0, torch.zeros(4, dtype=torch.bool), 4).tolist() == [3]
+
+
+def test_consensus_pick_matches_the_rule_on_the_same_samples(tiny_nla):
+    nla = NLA.load(*tiny_nla, dtype="float32")
+    v = torch.randn(2, nla.av.d_model)
+    a = nla.explain_vectors(v, max_new_tokens=4, temperature=1.0, seed=0, best_of=4, pick="consensus")
+    assert all(r.pick == "consensus" and r.best_of == 4 for r in a)
+    # the same seeded samples, chosen by the pure rule from their reconstructions alone
+    expl, pred = nla.sample_explanations(v, 4, max_new_tokens=4, temperature=1.0, seed=0)
+    ok = torch.tensor([e.ok for e in expl])
+    from nla_audit.metrics import normalize
+
+    keep = consensus_sample(normalize(pred, nla.ar.meta.mse_scale), ok, 4).tolist()
+    assert [r.explanation for r in a] == [expl[i].text for i in keep]
+    with pytest.raises(InputError, match="pick"):
+        nla.explain_vectors(v, temperature=1.0, best_of=2, pick="best")
 
 
 def test_best_of_keeps_the_best_reconstruction(tiny_nla):
