@@ -53,7 +53,9 @@ def paired_differences(single: dict, docs: list | None = None) -> list[str]:
 def best_of_rows(nla, v, args, results: dict, docs: list, single, name: str) -> list[str]:
     """K samples per activation, drawn once, scored under both ``best_of`` rules: ``closest`` (the AR as a
     verifier, selected against the activation) and ``consensus`` (minimum Bayes risk, blind to it), the
-    latter also on the first 2, 4, … of the same K; plus each rule's paired difference from the single sample."""
+    latter also on the first 4, 8, … (below K) of the same K; beside the first sample of each group (one sample
+    of the same draw, so the rules' gains are not mixed with draw-to-draw noise); each paired with the seed-0
+    single-sample row."""
     import torch
     from nla_audit.evals._fve import bootstrap_ci
 
@@ -65,8 +67,9 @@ def best_of_rows(nla, v, args, results: dict, docs: list, single, name: str) -> 
                                          batch_size=args.batch_size, seed=1)
     rows, ok = v.repeat_interleave(k, dim=0), torch.tensor([e.ok for e in expl])
     mse = mse_nrm(pred, rows, s)
-    picks = {f"best-of-{k} closest (AR-selected against the activation)": best_sample(mse, ok, k)}
-    sub = [j for j in (4, 8, 16, 32) if j < k] + [k]  # of 2, the mean is the midpoint: a tie
+    picks = {f"first of the {k} (one sample of the same draw)": torch.arange(len(v)) * k,
+             f"best-of-{k} closest (AR-selected against the activation)": best_sample(mse, ok, k)}
+    sub = [j for j in (4, 8, 16, 32) if j < k] + ([k] if k >= 3 else [])  # of 2, the mean is the midpoint: a tie
     for j in sub:  # the first j of each group of k: the same draws, fewer of them
         first = (torch.arange(len(v))[:, None] * k + torch.arange(j)).reshape(-1)
         local = consensus_sample(normalize(pred[first], s), ok[first], j)
@@ -77,7 +80,7 @@ def best_of_rows(nla, v, args, results: dict, docs: list, single, name: str) -> 
         fve = 1 - mse[keep] / base
         out.append(table_row(results, label, fve, mse[keep], cosine(pred[keep], v),
                              (~ok[keep]).float().mean().item(), docs=docs))
-        results[label]["examples"] = [expl[i].text for i in keep[:3].tolist()]
+        results[label].update(examples=[expl[i].text for i in keep[:3].tolist()], fve_rows=fve.tolist())
         d = fve.numpy() - single
         lo, hi = bootstrap_ci(d, groups=docs)
         out.append(f"| {label} − {name} (paired, same rows) | {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}] | | | | | |")
@@ -203,7 +206,8 @@ def main() -> None:
                      "against the activation itself, it scores the AV plus AR verification, not the AV's fidelity. "
                      "*consensus of j* keeps, of the first j samples, the one whose reconstruction is closest to their "
                      "mean reconstruction (`--best-of K --pick consensus`, minimum Bayes risk): it never sees the "
-                     "activation, so it is a decoding rule scored like any other, at j times the generation cost.")
+                     "activation, so it is a decoding rule scored like any other, at j times the generation cost. "
+                     "Best-of rows recorded before 2026-11-23 11:30 UTC drew their K samples with seed 0 at batch 16.")
     if args.lookup_data:
         lines.append("- final-token lookup: each held-out activation predicted by the mean direction of the training "
                      "activations (" + ", ".join(f"`{p}`" for p in args.lookup_data) + ") at the same token (the overall "

@@ -158,6 +158,10 @@ def check_best_of(best_of: int, temperature: float, pick: str) -> None:
                          fix="pass --temperature 0.7 with --best-of")
     if pick not in PICKS:
         raise InputError(f"pick = {pick!r}", expected=" or ".join(PICKS))
+    if pick == "consensus" and best_of < 3:
+        raise InputError(f"pick = consensus with best_of = {best_of}",
+                         expected="best_of >= 3 (two samples are equally near their mean, so the pick would be a tie)",
+                         fix="pass --best-of 8")
 
 
 def best_sample(mse: torch.Tensor, ok: torch.Tensor, k: int) -> torch.Tensor:

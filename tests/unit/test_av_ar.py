@@ -121,28 +121,39 @@ def test_best_sample_prefers_low_mse_among_tagged():
 def test_consensus_sample_picks_the_reconstruction_nearest_the_mean():
     # group 0: the mean is x = 0.125, nearest the last sample
     g0 = torch.tensor([[-1.0, 0.0], [0.2, 0.0], [1.2, 0.0], [0.1, 0.0]])
-    # group 1: an untagged sample sits exactly on the mean of the tagged ones, and must not be picked
-    g1 = torch.tensor([[2.0, 0.0], [0.0, 0.0], [-2.0, 0.0], [0.5, 0.0]])
+    # group 1: an untagged outlier would drag the mean to x ≈ 25 and win there; tagged only, the mean is 1/6
+    g1 = torch.tensor([[2.0, 0.0], [100.0, 0.0], [-2.0, 0.0], [0.5, 0.0]])
     ok = torch.tensor([True, True, True, True, True, False, True, True])
     assert consensus_sample(torch.cat([g0, g1]), ok, 4).tolist() == [3, 4 + 3]
     # no tagged sample in a group: all of them count, rather than none
     assert consensus_sample(g0, torch.zeros(4, dtype=torch.bool), 4).tolist() == [3]
 
 
-def test_consensus_pick_matches_the_rule_on_the_same_samples(tiny_nla):
-    nla = NLA.load(*tiny_nla, dtype="float32")
-    v = torch.randn(2, nla.av.d_model)
-    a = nla.explain_vectors(v, max_new_tokens=4, temperature=1.0, seed=0, best_of=4, pick="consensus")
-    assert all(r.pick == "consensus" and r.best_of == 4 for r in a)
-    # the same seeded samples, chosen by the pure rule from their reconstructions alone
-    expl, pred = nla.sample_explanations(v, 4, max_new_tokens=4, temperature=1.0, seed=0)
-    ok = torch.tensor([e.ok for e in expl])
-    from nla_audit.metrics import normalize
+def test_pick_rules_choose_differently_and_score_against_the_activation(tiny_nla, monkeypatch):
+    from nla_audit.av import Explanation
 
-    keep = consensus_sample(normalize(pred, nla.ar.meta.mse_scale), ok, 4).tolist()
-    assert [r.explanation for r in a] == [expl[i].text for i in keep]
+    nla = NLA.load(*tiny_nla, dtype="float32")
+    d = nla.av.d_model
+    v = torch.zeros(1, d)
+    v[0, 0] = 1.0
+    # reconstructions: one on the activation, three bunched around another direction: closest takes the
+    # first, consensus (blind to v) one of the bunch, the one nearest the bunch's mean
+    pred = torch.zeros(4, d)
+    pred[0, 0] = 1.0
+    pred[1:, 1] = 1.0
+    pred[1, 2], pred[2, 2], pred[3, 2] = 0.3, 0.05, -0.2
+    expl = [Explanation(text=f"s{i}", raw=f"s{i}", ok=True, truncated=False, n_tokens=2) for i in range(4)]
+    monkeypatch.setattr(nla, "sample_explanations", lambda vec, k, **kw: (expl, pred))
+    closest = nla.explain_vectors(v, temperature=1.0, best_of=4)[0]
+    consensus = nla.explain_vectors(v, temperature=1.0, best_of=4, pick="consensus")[0]
+    assert closest.explanation == "s0" and closest.mse_nrm == pytest.approx(0.0, abs=1e-6)
+    assert consensus.explanation == "s2" and consensus.pick == "consensus"
+    # scored against the activation all the same: its reconstruction is orthogonal to v
+    assert consensus.cos == pytest.approx(0.0, abs=1e-6) and consensus.mse_nrm > 0.5
     with pytest.raises(InputError, match="pick"):
         nla.explain_vectors(v, temperature=1.0, best_of=2, pick="best")
+    with pytest.raises(InputError, match="tie"):
+        nla.explain_vectors(v, temperature=1.0, best_of=2, pick="consensus")
 
 
 def test_best_of_keeps_the_best_reconstruction(tiny_nla):
