@@ -40,12 +40,11 @@ def register(sub) -> None:
 
 def sampling(args) -> dict:
     from nla_audit.errors import InputError
+    from nla_audit.nla import check_best_of
 
     if args.max_new_tokens < 1 or args.batch_size < 1 or args.temperature < 0:
         raise InputError("--max-new-tokens and --batch-size must be >= 1 and --temperature >= 0")
-    if args.best_of < 1 or (args.best_of > 1 and args.temperature <= 0):
-        raise InputError(f"--best-of {args.best_of} with --temperature {args.temperature}",
-                         expected="--best-of >= 1, and --temperature > 0 when --best-of > 1", fix="add --temperature 0.7")
+    check_best_of(args.best_of, args.temperature, args.pick)  # before any model loads: fail fast
     return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "batch_size": args.batch_size,
             "seed": args.seed, "best_of": args.best_of, "pick": args.pick}
 
