@@ -105,3 +105,26 @@ def tiny_ar_sft_parquet(tiny_model_dir, tmp_path):
     write_dataset_sidecar(data, {**{k: v for k, v in meta.items() if k not in ("kind", "schema_version")},
                                  "stage": "ar_sft"})
     return data
+
+
+def tiny_av_sft_parquet(tiny_model_dir, tmp_path):
+    """An av_sft parquet (responses "<explanation>\\ntext i\\n</explanation>") with the tokens and templates
+    `train av-sft` reads, over real tiny-model activations."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nla_audit.injection import build_token_meta
+    from nla_audit.models import load_tokenizer
+    from nla_audit.sidecar import AR_TEMPLATE, AV_TEMPLATE, read_dataset_sidecar, write_dataset_sidecar
+
+    base = tiny_activation_parquet(tiny_model_dir, tmp_path)
+    table = pq.read_table(base)
+    table = table.append_column("response", pa.array([f"<explanation>\ntext {i}\n</explanation>"
+                                                      for i in range(table.num_rows)]))
+    data = tmp_path / "av_sft.parquet"
+    pq.write_table(table, data)
+    meta = read_dataset_sidecar(base)
+    write_dataset_sidecar(data, {**{k: v for k, v in meta.items() if k not in ("kind", "schema_version")},
+                                 "stage": "av_sft", "tokens": build_token_meta(load_tokenizer(str(tiny_model_dir))).to_dict(),
+                                 "prompt_templates": {"actor": AV_TEMPLATE, "critic": AR_TEMPLATE}})
+    return data

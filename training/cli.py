@@ -30,7 +30,8 @@ def register(sub) -> None:
     pl.add_argument("--run-dir", default=None)
     pl.add_argument("--quiet", action="store_true")
     pl.set_defaults(func=run_pipeline)
-    at = tsub.add_parser("av-texts", help="sample an AV on training activations into AR-SFT data (to refit an AR)")
+    at = tsub.add_parser("av-texts", help="sample an AV on training activations into AR-SFT data (to refit an AR) "
+                         "or, with --set stage=av_sft best_of=K ar=AR, into AV-SFT data (expert iteration)")
     at.add_argument("--config", default=None)
     at.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override AVTextsConfig keys")
     at.add_argument("--av", default=None, help="AV checkpoint to sample")
@@ -71,9 +72,15 @@ def run_av_texts(args) -> int:
     overrides = list(args.set) + [f"{k}={getattr(args, k)}" for k in ("av", "data", "out") if getattr(args, k)]
     cfg = load_config(AVTextsConfig, args.config, overrides)
     counts = make_av_texts(cfg, progress=not args.quiet)
-    eval_out = Path(cfg.out).with_name(f"{Path(cfg.out).stem}.eval.parquet")
-    print(f"sampled {counts['sampled']} rows; ar_sft: {counts['ar_sft']} rows → {cfg.out}; "
-          f"ar_eval: {counts['ar_eval']} rows → {eval_out}")
+    line = f"sampled {counts['sampled']} rows"
+    if "mse_kept" in counts:
+        line += (f" (best of {cfg.best_of}: kept samples' mse_nrm {counts['mse_kept']:.4f}, "
+                 f"first samples' {counts['mse_first']:.4f})")
+    if cfg.stage == "av_sft":
+        print(f"{line}; av_sft: {counts['av_sft']} rows → {cfg.out}")
+    else:
+        eval_out = Path(cfg.out).with_name(f"{Path(cfg.out).stem}.eval.parquet")
+        print(f"{line}; ar_sft: {counts['ar_sft']} rows → {cfg.out}; ar_eval: {counts['ar_eval']} rows → {eval_out}")
     return 0
 
 

@@ -154,6 +154,22 @@ def _write(path: Path, vecs: np.ndarray, cols: dict, extra: dict[str, tuple[Any,
         w.close()
 
 
+def av_prompt_column(n: int) -> tuple[Any, list]:
+    """The reference's AV prompt column: one chat message whose injection site is the placeholder."""
+    import pyarrow as pa
+
+    msg = [{"role": "user", "content": AV_TEMPLATE.replace("{injection_char}", INJECT_PLACEHOLDER)}]
+    return pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])), [msg] * n
+
+
+def av_sft_columns(texts: list[str]) -> dict[str, tuple[Any, list]]:
+    """AV-SFT extra columns: the prompt and the tagged response the AV learns to write."""
+    import pyarrow as pa
+
+    return {"prompt": av_prompt_column(len(texts)),
+            "response": (pa.string(), [f"<explanation>\n{t}\n</explanation>" for t in texts])}
+
+
 def run_datagen(cfg: DatagenConfig) -> dict[str, int]:
     import pyarrow as pa
 
@@ -171,8 +187,6 @@ def run_datagen(cfg: DatagenConfig) -> dict[str, int]:
     tokens = build_token_meta(tok)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    av_prompt = [{"role": "user", "content": AV_TEMPLATE.replace("{injection_char}", INJECT_PLACEHOLDER)}]
-    prompt_type = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
     counts = {}
     base = {k: v for k, v in meta.items() if k not in ("kind", "schema_version", "created_at", "split", "row_count")}
     for stage in ("av_sft", "ar_sft", "rl", "ar_eval"):
@@ -186,13 +200,12 @@ def run_datagen(cfg: DatagenConfig) -> dict[str, int]:
             vecs, texts = vecs[keep], [t for t in texts if t is not None]
             cols = {k: [x for x, m in zip(v, keep) if m] for k, v in cols.items()}
         if stage == "av_sft":
-            extra = {"prompt": (prompt_type, [av_prompt] * len(vecs)),
-                     "response": (pa.string(), [f"<explanation>\n{t}\n</explanation>" for t in texts])}
+            extra = av_sft_columns(texts)
         elif stage in ("ar_sft", "ar_eval"):
             extra = {"prompt": (pa.string(), [AR_TEMPLATE.replace("{explanation}", t) for t in texts]),
                      "explanation": (pa.string(), texts)}
         else:
-            extra = {"prompt": (prompt_type, [av_prompt] * len(vecs))}
+            extra = {"prompt": av_prompt_column(len(vecs))}
         out = out_dir / f"{stage}.parquet"
         _write(out, vecs, cols, extra)
         side = dict(base, dataset_id=f"{stage}_{meta.get('dataset_id', data.stem)}", stage=stage, row_count=len(vecs),

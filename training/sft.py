@@ -52,7 +52,7 @@ class SFTConfig:
     eval_every: int = 50
     eval_rows: int = 32
     eval_data: str | None = None  # AR SFT only: datagen's ar_eval.parquet (held-out rows with teacher text)
-    init_from: str | None = None  # AR SFT only: continue from an exported AR (its adapter rank, head, baselines)
+    init_from: str | None = None  # continue an exported AR (its rank, head, baselines) or AV (its rank, injection scale)
     injection_scale: float | None = None
     max_length: int = 256
     # frozen base weights (LoRA factors and the AR head stay fp32): auto = bf16 on CUDA, fp32 on CPU, where bf16
@@ -242,14 +242,9 @@ def train_av_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
 
     from nla_audit.sidecar import TokenMeta
     from nla_audit.training.config import config_defaults, to_dict
-    from nla_audit.training.nla_models import build_av, export_av, round_scale
+    from nla_audit.training.nla_models import build_av, export_av
 
     cfg = with_device(cfg)
-    if cfg.init_from:
-        from nla_audit.errors import ConfigError
-
-        raise ConfigError(f"init_from = {cfg.init_from}", expected="unset for AV SFT (it continues an AR only)",
-                          fix="drop init_from, or run `train ar-sft`")
     if cfg.eval_data:
         from nla_audit.errors import ConfigError
 
@@ -261,9 +256,10 @@ def train_av_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
     vecs, _ = read_vectors(cfg.data)
     responses = pq.read_table(cfg.data, columns=["response"]).column("response").to_pylist()
     acts = torch.from_numpy(vecs.copy())
-    scale = cfg.injection_scale or round_scale(float(acts.norm(dim=1).mean()))
+    scale, parent_data = _av_start(cfg, acts)
     torch.manual_seed(cfg.seed)
-    lm, tok = build_av(cfg.model, cfg.lora_rank, cfg.lora_alpha, cfg.device, dtype=resolve_dtype(cfg.base_dtype, cfg.device))
+    lm, tok = build_av(cfg.model, cfg.lora_rank, cfg.lora_alpha, cfg.device, init_from=cfg.init_from,
+                       dtype=resolve_dtype(cfg.base_dtype, cfg.device))
     prompt = av_prompt_ids(tok, meta["prompt_templates"]["actor"], tokens.injection_char)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     params = [p for p in lm.parameters() if p.requires_grad]
@@ -296,11 +292,29 @@ def train_av_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
             bar.advance(1, int(attn.sum()), loss=rec["loss"])
             if step % cfg.save_every == 0 or step == cfg.steps:
                 run.save(step, {"lm": lm}, {"opt": opt}, keep)
-                export_av(lm, Path(cfg.run_dir) / "av", cfg.model, acts.shape[1], tokens, scale, "sl", [cfg.data],
+                export_av(lm, Path(cfg.run_dir) / "av", cfg.model, acts.shape[1], tokens, scale, "sl",
+                          [*parent_data, cfg.data],
                           {"loss_type": "sft_loss", "step": step, "lr": cfg.lr, "batch_size": cfg.batch_size,
-                           **cost(run, cfg.device)})
+                           "init_from": cfg.init_from, **cost(run, cfg.device)})
                 run.plot(("loss", "eval_loss_real", "eval_gap"))
     return Path(cfg.run_dir) / "av"
+
+
+def _av_start(cfg: SFTConfig, acts: torch.Tensor) -> tuple[float, list[str]]:
+    """(injection scale, parent training data). A continued AV keeps its parent's scale (the vector size it
+    learned to read) and lists what the parent trained on, so held-out checks see all of it."""
+    from nla_audit.training.nla_models import round_scale
+
+    if not cfg.init_from:
+        return cfg.injection_scale or round_scale(float(acts.norm(dim=1).mean())), []
+    from nla_audit.errors import InputError
+    from nla_audit.sidecar import read_model_sidecar
+
+    meta = read_model_sidecar(cfg.init_from, "av")
+    if meta.d_model != acts.shape[1]:
+        raise InputError(f"init_from {cfg.init_from} reads d_model {meta.d_model} vectors",
+                         expected=f"d_model {acts.shape[1]} (the data's)", fix="continue an AV of this data's model")
+    return cfg.injection_scale or meta.injection_scale, list(meta.trained_on)
 
 
 @torch.no_grad()

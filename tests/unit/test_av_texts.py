@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from nla_audit.errors import ConfigError, InputError
 
@@ -136,3 +137,87 @@ def test_too_few_documents_for_the_split_is_a_clear_error(tiny_model_dir, tmp_pa
     with pytest.raises(InputError, match="split empty"):
         make_av_texts(_cfg(tmp_path, rl_data, av, max_rows=2, eval_fraction=0.01), progress=False)
     assert not (tmp_path / "t" / "av_texts.parquet").exists()
+
+
+@pytest.fixture
+def fake_nla(monkeypatch):
+    """k samples per row with set reconstructions: sample 2 is the activation itself (untagged on rows whose v[1]
+    is an even number of 1e-4 steps), sample 1 the activation plus a fixed offset, every other one its negation.
+    The AR's pick is then known: sample 2 where tagged, else sample 1."""
+    from nla_audit.ar import ActivationReconstructor
+    from nla_audit.av import ActivationVerbalizer, Explanation
+
+    store, k = [], 4
+
+    def explain(self, vectors, **kw):
+        out = []
+        for i, v in enumerate(vectors):
+            j, untag = i % k, int(abs(float(v[1])) * 1e4) % 2 == 0
+            store.append(v.clone())
+            out.append(Explanation(text=f"{len(store) - 1}|s{j}", raw="", ok=not (j == 2 and untag), truncated=False,
+                                   n_tokens=3))
+        return out
+
+    def reconstruct(self, texts, batch_size=32):
+        rows = []
+        for t in texts:
+            n, j = t.split("|s")
+            v = store[int(n)].float()
+            rows.append(v if j == "2" else v + v.norm() * torch.ones_like(v) / len(v) ** 0.5 if j == "1" else -v)
+        return torch.stack(rows)
+
+    monkeypatch.setattr(ActivationVerbalizer, "explain", explain)
+    monkeypatch.setattr(ActivationReconstructor, "reconstruct", reconstruct)
+    return k
+
+
+def test_av_sft_stage_keeps_the_sample_the_ar_reconstructs_closest(tiny_model_dir, tmp_path, rl_data, fake_nla):
+    """Expert-iteration data: one AV-SFT row per activation, whose response is the AR's pick among the k samples
+    (never an untagged one), with the AV's injection facts in the sidecar so `train av-sft` can read it."""
+    import pyarrow.parquet as pq
+    from nla_audit.training.av_texts import make_av_texts
+
+    from nla_audit.sidecar import read_dataset_sidecar, read_model_sidecar
+    from nla_audit.vectors import read_vectors
+    from tests.builders import build_tiny_nla
+
+    av, ar = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2)
+    counts = make_av_texts(_cfg(tmp_path, rl_data, av, stage="av_sft", best_of=fake_nla, ar=str(ar),
+                                temperature=0.7), progress=False)
+    out = tmp_path / "t" / "av_texts.parquet"
+    n = len(read_vectors(rl_data)[0])
+    assert counts["sampled"] == counts["av_sft"] == n  # every row has a tagged sample
+    assert counts["mse_kept"] < counts["mse_first"]
+    t = pq.read_table(out).to_pydict()
+    vecs = read_vectors(out)[0]
+    picks = [r.split("|s")[1].split("\n")[0] for r in t["response"]]
+    untagged_best = [int(abs(float(v[1])) * 1e4) % 2 == 0 for v in vecs]
+    assert picks == ["1" if u else "2" for u in untagged_best] and any(untagged_best) and not all(untagged_best)
+    assert all(r.startswith("<explanation>\n") and r.endswith("\n</explanation>") for r in t["response"])
+    meta = read_dataset_sidecar(out)
+    assert meta["stage"] == "av_sft" and meta["api_summaries"]["best_of"] == fake_nla
+    assert meta["tokens"] == read_model_sidecar(av, "av").tokens.to_dict()
+    assert not (tmp_path / "t" / "av_texts.eval.parquet").exists()
+
+
+def test_best_of_settings_are_checked_and_resuming_with_others_is_refused(tiny_model_dir, tmp_path, rl_data,
+                                                                          fake_nla):
+    from nla_audit.training import av_texts
+
+    from nla_audit.vectors import read_vectors
+    from tests.builders import build_tiny_nla
+
+    av, ar = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2)
+    with pytest.raises(ConfigError, match="best_of >= 2"):
+        _cfg(tmp_path, rl_data, av, stage="av_sft")
+    with pytest.raises(ConfigError, match="needs an ar"):
+        _cfg(tmp_path, rl_data, av, best_of=4)
+    with pytest.raises(ConfigError, match="stage"):
+        _cfg(tmp_path, rl_data, av, stage="rl")
+    cfg = _cfg(tmp_path, rl_data, av, stage="av_sft", best_of=fake_nla, ar=str(ar))
+    vecs = read_vectors(rl_data)[0]
+    parts = tmp_path / "t" / "av_texts.parquet.parts"
+    av_texts._sample_chunks(cfg, vecs, av_texts.row_order(len(vecs), 0, 0)[:8], parts, progress=False)
+    with pytest.raises(InputError, match="other settings"):
+        av_texts.make_av_texts(_cfg(tmp_path, rl_data, av, stage="av_sft", best_of=fake_nla, ar=str(ar),
+                                    temperature=1.0), progress=False)

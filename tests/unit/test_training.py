@@ -143,7 +143,7 @@ def test_resume_after_kill_matches_uninterrupted(tiny_model_dir, tmp_path, monke
 
 def test_ar_sft_continues_an_exported_ar_and_keeps_its_baselines(tiny_model_dir, tmp_path):
     """init_from: the AR starts from the checkpoint (its head, not the identity), keeps the parent's fve baselines
-    and lists the parent's training data; AV SFT refuses the key."""
+    and lists the parent's training data."""
     from safetensors.torch import load_file, save_file
 
     from nla_audit.sidecar import read_model_sidecar
@@ -164,8 +164,32 @@ def test_ar_sft_continues_an_exported_ar_and_keeps_its_baselines(tiny_model_dir,
     assert meta_out.adapter["rank"] == pmeta.adapter["rank"]
     head = load_file(str(out / "value_head.safetensors"))["weight"]
     torch.testing.assert_close(head, parent_head, atol=1e-5, rtol=0)  # lr ~0: the parent's head, not the identity
-    with pytest.raises(ConfigError, match="init_from"):
+    from nla_audit.errors import InputError
+
+    with pytest.raises(InputError, match="stage"):  # an AR-SFT parquet is not AV-SFT data
         train_av_sft(SFTConfig(data=str(data), run_dir=str(tmp_path / "av"), init_from=str(parent)), progress=False)
+
+
+def test_av_sft_continues_an_exported_av_with_its_rank_and_injection_scale(tiny_model_dir, tmp_path):
+    """init_from for the AV (expert iteration): the adapter starts from the parent's (lr ~0 leaves it there, not a
+    fresh rank-16 LoRA), the parent's injection scale is kept rather than re-derived from the data, and the
+    parent's training data is listed."""
+    from safetensors.torch import load_file
+
+    from nla_audit.sidecar import read_model_sidecar
+    from nla_audit.training.sft import train_av_sft
+    from tests.builders import build_tiny_nla, tiny_av_sft_parquet
+
+    data = tiny_av_sft_parquet(tiny_model_dir, tmp_path)
+    parent, _ = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2, injection_scale=7.0, rank=4)
+    out = train_av_sft(SFTConfig(data=str(data), run_dir=str(tmp_path / "ei"), model=str(tiny_model_dir), steps=1,
+                                 batch_size=2, lr=1e-9, warmup_steps=1, base_dtype="float32", eval_rows=2,
+                                 init_from=str(parent)), progress=False)
+    meta, pmeta = read_model_sidecar(out, "av"), read_model_sidecar(parent, "av")
+    assert meta.injection_scale == 7.0 and meta.adapter["rank"] == 4 and meta.training["init_from"] == str(parent)
+    assert str(data) in meta.trained_on and set(pmeta.trained_on) <= set(meta.trained_on)
+    a, b = load_file(str(out / "adapter.safetensors")), load_file(str(parent / "adapter.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
 def test_resume_counts_a_key_the_saved_run_lacks_as_its_default(tmp_path):
