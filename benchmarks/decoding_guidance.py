@@ -1,0 +1,86 @@
+"""Single-sample fve_nrm of one NLA under activation guidance (CFG against the mean activation), paired, on
+training-split rows.
+
+Why: every single-sample lever measured so far (temperature, KL, AR refit, expert iteration) is flat, while
+best-of-8 shows the AV's samples hold more than one draw delivers. Guidance makes each token lean toward what
+*this* activation supports beyond a typical one (the AR sidecar's training mean direction), at twice the
+forward cost and with no reranking against the activation. The weight must be chosen off the test split: the
+rows here are a seeded draw of documents from a training parquet (the RL split by default); ``fve.py
+--guidance`` then scores the chosen weight on the test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pick_rows(doc_ids: list, n_docs: int, per_doc: int, seed: int) -> list[int]:
+    """The first ``per_doc`` rows of ``n_docs`` seeded-random documents: whole documents, so CIs can resample them."""
+    import random
+
+    by_doc: dict = {}
+    for i, d in enumerate(doc_ids):
+        by_doc.setdefault(d, []).append(i)
+    chosen = random.Random(seed).sample(sorted(by_doc), min(n_docs, len(by_doc)))
+    return [i for d in chosen for i in by_doc[d][:per_doc]]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--av", default="nla_audit/data/nla/smollm2-135m-instruct/av")
+    ap.add_argument("--ar", default="nla_audit/data/nla/smollm2-135m-instruct/ar")
+    ap.add_argument("--data", default="runs/nla/data/base.rl.parquet", help="a training-split activation parquet")
+    ap.add_argument("--docs", type=int, default=64)
+    ap.add_argument("--positions", type=int, default=2)
+    ap.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
+    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--batch-size", type=int, default=32)
+    args = ap.parse_args()
+
+    import torch
+    from _common import append
+    from nla_audit.evals._fve import bootstrap_ci
+
+    from nla_audit.metrics import mse_nrm
+    from nla_audit.nla import NLA
+    from nla_audit.sidecar import read_dataset_sidecar
+    from nla_audit.vectors import read_vectors
+
+    if (read_dataset_sidecar(args.data).get("split") or {}).get("name") == "test":
+        sys.exit(f"error: {args.data} is the test split; choose the guidance weight on training-split rows")
+    nla = NLA.load(args.av, args.ar, dtype="float32")
+    vecs, cols = read_vectors(args.data, ["doc_id"])
+    rows = pick_rows(list(cols["doc_id"]), args.docs, args.positions, seed=0)
+    v, docs = torch.from_numpy(vecs[rows].copy()), [cols["doc_id"][i] for i in rows]
+    null, base = torch.tensor(nla.ar.meta.mean_direction), nla.ar.meta.fve_baseline()
+    per_w, lines = {}, []
+    for w in args.guidance:
+        ids = nla.av.generate_guided(v, null, w, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                     batch_size=args.batch_size, seed=0)
+        ex = [nla.av.to_explanation(r, args.max_new_tokens) for r in ids]
+        f = 1 - mse_nrm(nla.ar.reconstruct([e.text for e in ex]), v, nla.ar.meta.mse_scale) / base
+        per_w[w] = f.numpy()
+        lo, hi = bootstrap_ci(per_w[w], groups=docs)
+        lines.append(f"- guidance {w}: fve_nrm {f.mean():.3f} [{lo:.3f}, {hi:.3f}], median {f.median():.3f}, "
+                     f"failed parse {sum(not e.ok for e in ex) / len(ex):.2f}, mean length "
+                     f"{sum(e.n_tokens for e in ex) / len(ex):.0f} tokens")
+        print(lines[-1], flush=True)
+    first = args.guidance[0]
+    for w in args.guidance[1:]:
+        d = per_w[w] - per_w[first]
+        lo, hi = bootstrap_ci(d, groups=docs)
+        lines.append(f"- guidance {w} − guidance {first} (paired, same rows): {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    append("AV activation guidance on training-split rows (issue 4)",
+           [(f"- NLA: {args.av} + {args.ar}; {len(v)} rows of {len(set(docs))} documents of {args.data} (seeded "
+             f"draw, not the test split); T {args.temperature}, seed 0, max_new_tokens {args.max_new_tokens}, fp32; "
+             "null vector: the AR sidecar's training mean direction; guidance 1.0 is plain sampling"), *lines])
+
+
+if __name__ == "__main__":
+    main()
