@@ -38,6 +38,8 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=64)
     ap.add_argument("--positions", type=int, default=2)
     ap.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
+    ap.add_argument("--injection-gain", type=float, nargs="*", default=[],
+                    help="also plain sampling with the injected vector's norm scaled by G (injection_scale × G)")
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -71,12 +73,26 @@ def main() -> None:
                      f"failed parse {sum(not e.ok for e in ex) / len(ex):.2f}, mean length "
                      f"{sum(e.n_tokens for e in ex) / len(ex):.0f} tokens")
         print(lines[-1], flush=True)
+    scale = nla.av.meta.injection_scale
+    for g in args.injection_gain:  # the same sampler as guidance 1.0, only the injected norm changes
+        nla.av.meta = nla.av.meta.with_(injection_scale=scale * g)
+        ids = nla.av.generate_guided(v, null, 1.0, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                     batch_size=args.batch_size, seed=0)
+        ex = [nla.av.to_explanation(r, args.max_new_tokens) for r in ids]
+        f = 1 - mse_nrm(nla.ar.reconstruct([e.text for e in ex]), v, nla.ar.meta.mse_scale) / base
+        per_w[f"injection gain {g}"] = f.numpy()
+        lo, hi = bootstrap_ci(f.numpy(), groups=docs)
+        lines.append(f"- injection gain {g} (injection_scale {scale * g:g}, guidance 1): fve_nrm {f.mean():.3f} "
+                     f"[{lo:.3f}, {hi:.3f}], failed parse {sum(not e.ok for e in ex) / len(ex):.2f}")
+        print(lines[-1], flush=True)
+    nla.av.meta = nla.av.meta.with_(injection_scale=scale)
     first = args.guidance[0]
-    for w in args.guidance[1:]:
+    for w in [*args.guidance[1:], *(f"injection gain {g}" for g in args.injection_gain)]:
         d = per_w[w] - per_w[first]
         lo, hi = bootstrap_ci(d, groups=docs)
-        lines.append(f"- guidance {w} − guidance {first} (paired, same rows): {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
-    append("AV activation guidance on training-split rows (issue 4)",
+        name = w if isinstance(w, str) else f"guidance {w}"
+        lines.append(f"- {name} − guidance {first} (paired, same rows): {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    append("AV activation guidance" + (" and injection gain" if args.injection_gain else "") + " on training-split rows (issue 4)",
            [(f"- NLA: {args.av} + {args.ar}; {len(v)} rows of {len(set(docs))} documents of {args.data} (seeded "
              f"draw, not the test split); T {args.temperature}, seed 0, max_new_tokens {args.max_new_tokens}, fp32; "
              "null vector: the AR sidecar's training mean direction; guidance 1.0 is plain sampling"), *lines])
