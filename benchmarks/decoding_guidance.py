@@ -62,37 +62,33 @@ def main() -> None:
     v, docs = torch.from_numpy(vecs[rows].copy()), [cols["doc_id"][i] for i in rows]
     null, base = torch.tensor(nla.ar.meta.mean_direction), nla.ar.meta.fve_baseline()
     per_w, lines = {}, []
-    for w in args.guidance:
+
+    def score(label: str, w: float) -> str:
+        """One seeded draw at guidance ``w`` and the AV's current injection scale, kept under ``label``."""
         ids = nla.av.generate_guided(v, null, w, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                      batch_size=args.batch_size, seed=0)
         ex = [nla.av.to_explanation(r, args.max_new_tokens) for r in ids]
         f = 1 - mse_nrm(nla.ar.reconstruct([e.text for e in ex]), v, nla.ar.meta.mse_scale) / base
-        per_w[w] = f.numpy()
-        lo, hi = bootstrap_ci(per_w[w], groups=docs)
-        lines.append(f"- guidance {w}: fve_nrm {f.mean():.3f} [{lo:.3f}, {hi:.3f}], median {f.median():.3f}, "
+        per_w[label] = f.numpy()
+        lo, hi = bootstrap_ci(per_w[label], groups=docs)
+        lines.append(f"- {label}: fve_nrm {f.mean():.3f} [{lo:.3f}, {hi:.3f}], median {f.median():.3f}, "
                      f"failed parse {sum(not e.ok for e in ex) / len(ex):.2f}, mean length "
                      f"{sum(e.n_tokens for e in ex) / len(ex):.0f} tokens")
         print(lines[-1], flush=True)
+        return label
+
+    labels = [score(f"guidance {w}", w) for w in args.guidance]
     scale = nla.av.meta.injection_scale
     for g in args.injection_gain:  # the same sampler as guidance 1.0, only the injected norm changes
         nla.av.meta = nla.av.meta.with_(injection_scale=scale * g)
-        ids = nla.av.generate_guided(v, null, 1.0, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                     batch_size=args.batch_size, seed=0)
-        ex = [nla.av.to_explanation(r, args.max_new_tokens) for r in ids]
-        f = 1 - mse_nrm(nla.ar.reconstruct([e.text for e in ex]), v, nla.ar.meta.mse_scale) / base
-        per_w[f"injection gain {g}"] = f.numpy()
-        lo, hi = bootstrap_ci(f.numpy(), groups=docs)
-        lines.append(f"- injection gain {g} (injection_scale {scale * g:g}, guidance 1): fve_nrm {f.mean():.3f} "
-                     f"[{lo:.3f}, {hi:.3f}], failed parse {sum(not e.ok for e in ex) / len(ex):.2f}")
-        print(lines[-1], flush=True)
+        labels.append(score(f"injection gain {g} (injection_scale {scale * g:g}, guidance 1)", 1.0))
     nla.av.meta = nla.av.meta.with_(injection_scale=scale)
-    first = args.guidance[0]
-    for w in [*args.guidance[1:], *(f"injection gain {g}" for g in args.injection_gain)]:
-        d = per_w[w] - per_w[first]
+    for label in labels[1:]:
+        d = per_w[label] - per_w[labels[0]]
         lo, hi = bootstrap_ci(d, groups=docs)
-        name = w if isinstance(w, str) else f"guidance {w}"
-        lines.append(f"- {name} − guidance {first} (paired, same rows): {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
-    append("AV activation guidance" + (" and injection gain" if args.injection_gain else "") + " on training-split rows (issue 4)",
+        lines.append(f"- {label} − {labels[0]} (paired, same rows): {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    title = "AV activation guidance" + (" and injection gain" if args.injection_gain else "")
+    append(f"{title} on training-split rows (issue 4)",
            [(f"- NLA: {args.av} + {args.ar}; {len(v)} rows of {len(set(docs))} documents of {args.data} (seeded "
              f"draw, not the test split); T {args.temperature}, seed 0, max_new_tokens {args.max_new_tokens}, fp32; "
              "null vector: the AR sidecar's training mean direction; guidance 1.0 is plain sampling"), *lines])
