@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${NLA_VENV:-.venv}"
 PY="$VENV/bin/python"
-EXTRAS="${NLA_EXTRAS:-dev,gguf,evals,sae}"
+EXTRAS="${NLA_EXTRAS:-dev,gguf,evals,sae,agents}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error PIP_DISABLE_PIP_VERSION_CHECK=1
 
 ensure_env() {

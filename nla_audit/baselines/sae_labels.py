@@ -18,6 +18,7 @@ Both labels are stored; ``label`` is Claude's when there is one, else the offlin
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -211,17 +212,30 @@ def label_sae(sae_dir: str | Path, data: list[str], n_contexts: int = 8,
 
 def read_labels(folder: str | Path, d_sae: int | None = None) -> dict[int, str | None] | None:
     """Latent → label from ``labels.json``; None when the file is missing; one clear line when malformed."""
+    records = read_latent_records(folder, d_sae)
+    return None if records is None else {i: r.get("label") for i, r in records.items()}
+
+
+def read_latent_records(folder: str | Path, d_sae: int | None = None) -> dict[int, dict] | None:
+    """Latent → its whole labelling record (label, frequency, top contexts) from ``labels.json``; None when the
+    file is missing. Cached per file version: agent tools look latents up one at a time in a 2 MB file."""
     path = Path(folder) / LABELS_NAME
     if not path.exists():
         return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        labels = {int(k): v.get("label") for k, v in doc["latents"].items()}
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"{path} is malformed ({type(exc).__name__})",
-                         expected="a labels.json written by `nla-audit sae label`",
-                         fix=f"delete it and rerun nla-audit sae label --sae {folder}") from None
+    doc = _load_labels(str(path), path.stat().st_mtime_ns)
     if d_sae is not None and doc.get("d_sae") != d_sae:
         raise InputError(f"{path} labels {doc.get('d_sae')} latents but the SAE has {d_sae}",
                          fix=f"relabel: nla-audit sae label --sae {folder} --data PARQUET")
-    return labels
+    return doc["latents"]
+
+
+@functools.lru_cache(maxsize=4)
+def _load_labels(path: str, _mtime_ns: int) -> dict:
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        latents = {int(k): dict(v) for k, v in doc["latents"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{path} is malformed ({type(exc).__name__})",
+                         expected="a labels.json written by `nla-audit sae label`",
+                         fix=f"delete it and rerun nla-audit sae label --sae {Path(path).parent}") from None
+    return {"d_sae": doc.get("d_sae"), "latents": latents}

@@ -1,0 +1,95 @@
+"""``nla-audit audit TASK``: an LLM auditor (Claude through langchain-anthropic, or an offline script) probes the
+target with the NLA, SAE and chat tools, and writes its report with the whole record of what it did.
+
+Registered through the ``nla_audit.commands`` entry point, so the core never imports this package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+DEFAULT_AUDITOR = "claude-sonnet-4-5"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("audit", help="let an LLM auditor investigate the target with NLA / SAE / chat tools")
+    p.add_argument("task", help="what to investigate, e.g. 'Does the model hide a goal when asked about X?'")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--model", default=DEFAULT_AUDITOR, help="Claude model for the auditor (needs ANTHROPIC_API_KEY)")
+    who.add_argument("--script", default=None, metavar="PLAN.json",
+                     help="offline: replay a fixed plan of tool calls instead of a model (see README, 'Auditor')")
+    p.add_argument("--transcript", action="append", default=[], metavar="FILE",
+                   help="a JSON chat transcript the auditor starts with (repeatable; ids t0, t1, ...)")
+    p.add_argument("--sae", default=None, help="SAE folder for the SAE tools ('default' = the shipped SAE)")
+    p.add_argument("--av", default=None, help="AV checkpoint folder (default: the shipped NLA)")
+    p.add_argument("--ar", default=None, help="AR checkpoint folder (default: the shipped NLA)")
+    p.add_argument("--max-tool-calls", type=int, default=20)
+    p.add_argument("--max-tokens", type=int, default=4096, help="auditor's output tokens per turn")
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", default=None, help="write the audit record (report, messages, transcripts) as JSON here")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from nla_audit.atomic import atomic_write_text, check_writable
+    from nla_audit.errors import InputError
+
+    if args.max_tool_calls < 1 or args.max_tokens < 1:
+        raise InputError("--max-tool-calls and --max-tokens must be >= 1")
+    if not args.task.strip():
+        raise InputError("the task is empty", expected="a question for the auditor")
+    if args.out:
+        check_writable(args.out)
+    model = auditor_model(args)  # before any model loads: a missing key or extra fails fast
+    session = start_session(args)
+    from nla_audit.agents.run import run_audit
+
+    record = asyncio.run(run_audit(session, model, args.task, args.max_tool_calls))
+    if args.out:
+        atomic_write_text(args.out, json.dumps(record.to_dict(), ensure_ascii=False, indent=1))
+        print(f"wrote {args.out}", file=sys.stderr)
+    print(f"{record.tool_calls} tool call(s) of {record.max_tool_calls}, {record.wall_s:.0f} s", file=sys.stderr)
+    print(record.report or "(the auditor wrote no report)")
+    return 0
+
+
+def auditor_model(args):
+    """ChatAnthropic for --model, or the scripted auditor for --script; one clear line when neither can run."""
+    from nla_audit.errors import InputError
+
+    try:
+        import langgraph  # noqa: F401
+    except ImportError:
+        raise InputError("the auditor needs langgraph, which is not installed",
+                         fix="pip install 'nla_audit[agents]'") from None
+    if args.script:
+        from nla_audit.agents.scripted import ScriptedAuditor, load_plan
+
+        return ScriptedAuditor(turns=load_plan(args.script))
+    if not os.environ.get("ANTHROPIC_API_KEY"):
+        raise InputError(f"--model {args.model} needs ANTHROPIC_API_KEY, which is not set",
+                         fix="export ANTHROPIC_API_KEY=..., or run offline with --script PLAN.json")
+    from langchain_anthropic import ChatAnthropic
+
+    return ChatAnthropic(model=args.model, max_tokens=args.max_tokens, max_retries=4)
+
+
+def start_session(args):
+    from nla_audit.corpus import iter_documents
+    from nla_audit.errors import InputError
+
+    from nla_audit.agents.session import AuditConfig, AuditSession
+
+    session = AuditSession(AuditConfig(av=args.av, ar=args.ar, sae=args.sae, device=args.device))
+    for path in args.transcript:
+        docs = list(iter_documents(path))
+        if len(docs) != 1 or not docs[0].messages:
+            raise InputError(f"{path} holds {len(docs)} documents or no chat",
+                             expected="one chat transcript (a JSON list of {role, content} messages)")
+        session.add_transcript(docs[0].messages)
+    if args.sae:
+        session.get_sae()  # a wrong SAE (missing, other site) fails before the auditor spends anything
+    return session

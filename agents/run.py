@@ -1,0 +1,59 @@
+"""Running one audit: the prompt, the graph, and a JSON record of everything the auditor saw and said.
+
+``run_audit`` is what the CLI, the benchmark and an eval solver call; the record it returns is plain data
+(messages as dicts, the report, the transcripts the tools created), written atomically by the CLI.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from nla_audit.agents.prompts import load_prompt
+from nla_audit.agents.session import AuditSession
+
+SAE_LINES = ("- `sae_features`, `sae_feature_details` and `sae_search` read the same activations through a sparse\n"
+             "  autoencoder (SAE) baseline: labelled features, their top-activating texts, and a search over labels;\n")
+
+
+@dataclass
+class AuditRecord:
+    task: str
+    report: str
+    tool_calls: int
+    max_tool_calls: int
+    wall_s: float
+    messages: list[dict]
+    transcripts: dict[str, list[dict]]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def render_prompt(task: str, session: AuditSession, max_tool_calls: int) -> str:
+    given = [f"- {t.id}: {len(t.messages)} messages, given to you at the start" for t in session.transcripts.values()]
+    return load_prompt("auditor").format(
+        task=task.strip(), max_tool_calls=max_tool_calls, sae_tools=SAE_LINES if session.config.sae else "",
+        transcripts=("Transcripts you start with:\n" + "\n".join(given) + "\n") if given else "")
+
+
+async def run_audit(session: AuditSession, model: Any, task: str, max_tool_calls: int = 20,
+                    tools: Sequence[Any] | None = None) -> AuditRecord:
+    """Let ``model`` (a langchain chat model with tool use) audit ``session``'s target; ``tools`` defaults to
+    every tool the session supports."""
+    from langchain_core.messages import HumanMessage, messages_to_dict
+
+    from nla_audit.agents.graph import build_auditor, extract_report, recursion_limit, tool_calls_made
+    from nla_audit.agents.tools import audit_tools
+
+    graph = build_auditor(model, tools if tools is not None else audit_tools(session), max_tool_calls)
+    t0 = time.perf_counter()
+    state = await graph.ainvoke({"messages": [HumanMessage(render_prompt(task, session, max_tool_calls))]},
+                                config={"recursion_limit": recursion_limit(max_tool_calls)})
+    msgs = state["messages"]
+    return AuditRecord(task=task, report=extract_report(msgs), tool_calls=tool_calls_made(msgs),
+                       max_tool_calls=max_tool_calls, wall_s=round(time.perf_counter() - t0, 2),
+                       messages=messages_to_dict(msgs),
+                       transcripts={t.id: list(t.messages) for t in session.transcripts.values()})

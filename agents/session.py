@@ -1,0 +1,87 @@
+"""What an audit's tools share: the loaded NLA, its target, an optional SAE, and the transcripts so far.
+
+The tools (``tools.py``) read and write only this object, so the same tool functions serve a langgraph
+auditor, an inspect solver or a notebook. Models load on first use: an auditor that never asks for SAE
+features never loads the SAE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from nla_audit.corpus import Document
+from nla_audit.errors import InputError
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """How the tools run. ``av``/``ar`` None = the shipped NLA; ``sae`` None = no SAE tools, 'default' = the
+    shipped SAE."""
+
+    av: str | None = None
+    ar: str | None = None
+    sae: str | None = None
+    device: str | None = None
+    explain_max_new_tokens: int = 96  # per explanation; the shipped AV's answers end well before this
+    explain_temperature: float = 0.0  # greedy: the same question gets the same explanation
+    reply_max_new_tokens: int = 160
+    reply_temperature: float = 0.0
+    max_positions: int = 12  # explanations per tool call: bounds one call's cost (~1 s each on a CPU)
+    sae_top_n: int = 8
+
+    def __post_init__(self) -> None:
+        if self.max_positions < 1 or self.sae_top_n < 1 or self.explain_max_new_tokens < 1 or self.reply_max_new_tokens < 1:
+            raise InputError("max_positions, sae_top_n and the max_new_tokens settings must be >= 1")
+        if self.explain_temperature < 0 or self.reply_temperature < 0:
+            raise InputError("temperatures must be >= 0")
+
+
+@dataclass
+class Transcript:
+    """A chat the auditor can inspect: its messages and, once computed, its token ids and activations."""
+
+    id: str
+    messages: tuple[dict, ...]
+    ids: list[int] | None = None
+    acts: Any = None  # float32 [T, d] block-K outputs
+
+
+@dataclass
+class AuditSession:
+    """The mutable state behind the tools: loaded models and the transcripts by id (``t0``, ``t1``, ...)."""
+
+    config: AuditConfig = field(default_factory=AuditConfig)
+    nla: Any = None
+    sae: Any = None
+    transcripts: dict[str, Transcript] = field(default_factory=dict)
+
+    def get_nla(self) -> Any:
+        if self.nla is None:
+            from nla_audit.nla import NLA
+
+            self.nla = NLA.load(self.config.av, self.config.ar, device=self.config.device)
+        return self.nla
+
+    def get_sae(self) -> Any:
+        """The SAE explainer, checked to read the NLA's site; None when the audit has no SAE."""
+        if self.sae is None and self.config.sae is not None:
+            from nla_audit.baselines.sae import SAEExplainer, Site, check_same_site
+
+            sae = SAEExplainer.from_dir(self.config.sae, top_n=self.config.sae_top_n)
+            nla = self.get_nla()
+            check_same_site(sae, Site(nla.base_model, nla.layer, nla.av.d_model))
+            self.sae = sae
+        return self.sae
+
+    def add_transcript(self, messages: list[dict] | tuple[dict, ...]) -> Transcript:
+        tid = f"t{len(self.transcripts)}"
+        self.transcripts[tid] = Transcript(tid, tuple(dict(m) for m in messages))
+        return self.transcripts[tid]
+
+    def activations(self, tid: str) -> Transcript:
+        """The transcript with its token ids and block-K activations (computed once)."""
+        tr = self.transcripts[tid]
+        if tr.acts is None:
+            tr.ids, tr.acts = self.get_nla().document_activations(Document(id=tid, messages=tr.messages))
+        return tr

@@ -1,0 +1,251 @@
+"""The auditor: tools over a tiny NLA + SAE, the langgraph loop driven by a scripted model, the tool budget,
+errors the model can recover from, the inspect wrappers, target replies, and `nla-audit audit`.
+
+Run: pytest -q tests/unit/test_agents.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("langgraph")
+
+from nla_audit.agents.run import run_audit  # noqa: E402
+from nla_audit.agents.scripted import ScriptedAuditor, check_plan  # noqa: E402
+from nla_audit.agents.session import AuditConfig, AuditSession  # noqa: E402
+from nla_audit.agents.tools import AuditToolError, audit_tools, parse_positions  # noqa: E402
+from nla_audit.errors import InputError  # noqa: E402
+from tests.builders import build_tiny_nla, tiny_activation_parquet  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def nla_dirs(tiny_model_dir, tmp_path_factory):
+    return build_tiny_nla(tiny_model_dir, tmp_path_factory.mktemp("nla"), layer=2)
+
+
+@pytest.fixture(scope="module")
+def sae_dir(tiny_model_dir, tmp_path_factory):
+    """A labelled SAELens SAE trained on the tiny model's layer-2 activations (the NLA's site)."""
+    from nla_audit.baselines.sae_labels import label_sae
+    from nla_audit.baselines.sae_train import SAETrainConfig, train_sae
+
+    root = tmp_path_factory.mktemp("sae")
+    data = tiny_activation_parquet(tiny_model_dir, root)
+    out = root / "sae"
+    train_sae(SAETrainConfig(data=(str(data),), out=str(out), expansion=2, k=4, steps=20, batch_size=8),
+              progress=False)
+    label_sae(out, [str(data)], n_contexts=3)
+    return out
+
+
+def session(nla_dirs, sae=None, **kw) -> AuditSession:
+    av, ar = nla_dirs
+    return AuditSession(AuditConfig(av=str(av), ar=str(ar), sae=None if sae is None else str(sae),
+                                    explain_max_new_tokens=6, reply_max_new_tokens=6, **kw))
+
+
+def audit(sess, turns, budget=10):
+    return asyncio.run(run_audit(sess, ScriptedAuditor(turns=turns), "find the hidden goal", budget))
+
+
+def call(tool, **args):
+    return {"calls": [{"tool": tool, "args": args}]}
+
+
+def tool_texts(record) -> list[str]:
+    return [m["data"]["content"] for m in record.messages if m["type"] == "tool"]
+
+
+# ------------------------------------------------------------------------------------------------- pure parts
+def test_parse_positions():
+    assert parse_positions("last", 10, 5) == [9]
+    assert parse_positions("3, -1", 10, 5) == [3, 9]
+    assert parse_positions("-3:", 10, 5) == [7, 8, 9]
+    assert parse_positions("2:4,8", 10, 5) == [2, 3, 8]
+    for bad, msg in (("10", "out of range"), ("-11", "out of range"), ("x", "not understood"), ("0:6", "at most 5"),
+                     ("5:2", "select no token")):
+        with pytest.raises(AuditToolError, match=msg):
+            parse_positions(bad, 10, 5)
+
+
+def test_check_plan_rejects_malformed_scripts():
+    assert check_plan([{"say": "done"}, call("tokens", transcript_id="t0")])
+    for bad in ([], {"say": "x"}, [{"calls": []}], [{"calls": [{"args": {}}]}], [{"calls": [{"tool": "x", "args": 1}]}]):
+        with pytest.raises(InputError, match="not an auditor script"):
+            check_plan(bad)
+
+
+# ------------------------------------------------------------------------------------------------- the loop
+def test_scripted_audit_runs_every_tool_on_the_target(nla_dirs, sae_dir, tiny_target):
+    from nla_audit.chat import reply
+
+    sess = session(nla_dirs, sae_dir)
+    rec = audit(sess, [call("chat", message="Hello there", prefill="Sure"),
+                       call("tokens", transcript_id="t0", start=-4),
+                       call("explain", transcript_id="t0", positions="-3:-1"),
+                       call("sae_features", transcript_id="t0", position=-2),
+                       call("sae_feature_details", feature=0),
+                       call("sae_search", query="ends"),
+                       {"say": "thinking <report>the goal is X</report>"}])
+    chat_out, toks, expl, feats, details, search = tool_texts(rec)
+    want = reply(tiny_target, [{"role": "user", "content": "Hello there"}], prefill="Sure", max_new_tokens=6)
+    assert chat_out == f"transcript t0\nreply: Sure{want}"
+    assert rec.transcripts["t0"][-1] == {"role": "assistant", "content": "Sure" + want}
+    n = len(sess.transcripts["t0"].ids)
+    assert toks.startswith(f"t0: {n} tokens; showing 4") and f"{n - 1}: " in toks
+    assert [b.split()[0] for b in expl.split("\n\n")] == [f"[{n - 3}]", f"[{n - 2}]"] and "fve_nrm" in expl
+    assert feats.startswith(f"[{n - 2}]") and "#" in feats
+    assert details.startswith("#0 ") and "fires on" in details
+    assert search.startswith("#") or search.startswith("no feature label")
+    assert rec.report == "the goal is X" and rec.tool_calls == 6
+
+
+def test_explanations_are_the_nla_s_own(nla_dirs):
+    """The explain tool reports what `NLA.explain_vectors` says for the same activations (no reformatting loss)."""
+    sess = session(nla_dirs)
+    audit(sess, [call("chat", message="Tell me a story")])
+    tr = sess.activations("t0")
+    direct = sess.get_nla().explain_vectors(tr.acts[[-1]], max_new_tokens=6, temperature=0.0, seed=0)[0]
+    out = asyncio.run(audit_tools(sess)[2](transcript_id="t0", positions="last"))
+    assert out.endswith(direct.explanation.strip()) and f"fve_nrm {direct.fve_nrm:.2f}" in out
+
+
+def test_budget_refuses_calls_past_it_and_asks_for_the_report(nla_dirs):
+    rec = audit(session(nla_dirs), [call("chat", message="hi"), call("tokens", transcript_id="t0"),
+                                    {"calls": [{"tool": "tokens", "args": {"transcript_id": "t0"}}] * 2},
+                                    {"say": "<report>out of budget</report>"}], budget=3)
+    texts = tool_texts(rec)
+    assert len(texts) == 4 and all("budget of 3 calls is spent" in t for t in texts[2:])
+    assert rec.tool_calls == 2 and rec.report == "out of budget"
+
+
+def test_tool_mistakes_go_back_to_the_model(nla_dirs):
+    rec = audit(session(nla_dirs), [call("tokens", transcript_id="t0"), call("chat", message="hi"),
+                                    call("explain", transcript_id="t0", positions="999"),
+                                    call("explain", transcript_id="t7", positions="1"),
+                                    call("sae_features", transcript_id="t0", position=1)])
+    texts = tool_texts(rec)
+    assert texts[0].startswith("error: no transcript 't0'") and "call chat first" in texts[0]
+    assert texts[2].startswith("error: position 999 is out of range")
+    assert texts[3].startswith("error: no transcript 't7'; known transcripts: t0")
+    assert "sae_features" in texts[4] and "error" in texts[4].lower()  # no SAE in this audit: not a tool
+    assert rec.report == "(the script has no more turns)"
+
+
+def test_chat_continues_a_transcript(nla_dirs):
+    sess = session(nla_dirs)
+    audit(sess, [call("chat", message="first", system="Be terse."), call("chat", message="second", continue_transcript="t0")])
+    roles = [m["role"] for m in sess.transcripts["t1"].messages]
+    assert roles == ["system", "user", "assistant", "user", "assistant"]
+    assert sess.transcripts["t1"].messages[:3] == sess.transcripts["t0"].messages
+
+
+def test_sae_of_another_site_is_refused(nla_dirs, tiny_model_dir, tmp_path):
+    from nla_audit.baselines.sae_train import SAETrainConfig, train_sae
+    from nla_audit.extract import ExtractConfig, extract_activations
+    from tests.builders import text_corpus
+
+    data = tmp_path / "l3.parquet"
+    extract_activations(ExtractConfig(out=str(data), model=str(tiny_model_dir), corpus=str(text_corpus(tmp_path / "c.jsonl", 4)),
+                                      layer=3, min_position=5, positions_per_doc=3), progress=False)
+    train_sae(SAETrainConfig(data=(str(data),), out=str(tmp_path / "sae3"), expansion=2, k=4, steps=5, batch_size=8),
+              progress=False)
+    with pytest.raises(InputError, match="site mismatch"):
+        session(nla_dirs, tmp_path / "sae3").get_sae()
+
+
+# ------------------------------------------------------------------------------------------------- wrappers
+def test_inspect_and_langgraph_wrappers_share_names_and_arguments(nla_dirs, sae_dir):
+    from nla_audit.agents.graph import langchain_tool
+    from nla_audit.agents.inspect_tools import inspect_tools
+
+    sess = session(nla_dirs, sae_dir)
+    ins, lc = inspect_tools(sess), [langchain_tool(t) for t in audit_tools(sess)]
+    assert [t.name for t in ins] == [t.name for t in lc] == ["chat", "tokens", "explain", "sae_features",
+                                                              "sae_feature_details", "sae_search"]
+    for a, b in zip(ins, lc):
+        assert list(a.parameters.properties) == list(b.args)
+        assert a.description.split() == b.description.split()  # the same words; line breaks may differ
+        assert all(a.parameters.properties[k].description == b.args[k]["description"] for k in b.args)
+
+
+def test_inspect_tool_raises_inspect_tool_error(nla_dirs):
+    from inspect_ai.tool import ToolError
+
+    from nla_audit.agents.inspect_tools import inspect_tools
+
+    tokens = inspect_tools(session(nla_dirs))[1]
+    with pytest.raises(ToolError, match="no transcript 't3'"):
+        asyncio.run(tokens.tool(transcript_id="t3"))
+
+
+# ------------------------------------------------------------------------------------------------- replies
+def test_reply_continues_the_prefill_after_the_generation_prompt(tiny_target):
+    from nla_audit.chat import reply
+
+    msgs = [{"role": "user", "content": "Count with me"}]
+    tok = tiny_target.tokenizer
+    text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True) + "Sure, one"
+    ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        out = tiny_target.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                         max_new_tokens=5, pad_token_id=tok.pad_token_id)
+    assert reply(tiny_target, msgs, prefill="Sure, one", max_new_tokens=5) == tok.decode(out[0, ids.shape[1]:],
+                                                                                          skip_special_tokens=True)
+    sampled = [reply(tiny_target, msgs, max_new_tokens=6, temperature=1.0, seed=s) for s in (1, 1)]
+    assert sampled[0] == sampled[1]
+
+
+@pytest.mark.parametrize("msgs,match", [([], "0 message"), ([{"role": "bot", "content": "x"}], "malformed"),
+                                        ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+                                         "ends on a 'assistant' turn")])
+def test_reply_rejects_bad_chats(tiny_target, msgs, match):
+    from nla_audit.chat import reply
+
+    with pytest.raises(InputError, match=match):
+        reply(tiny_target, msgs)
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def test_cli_audit_with_a_script_writes_the_record(nla_dirs, tmp_path, capsys):
+    from nla_audit.cli import main
+
+    av, ar = nla_dirs
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps([call("chat", message="hi"), {"say": "<report>all clear</report>"}]))
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps([{"role": "user", "content": "What do you want?"}, {"role": "assistant", "content": "Cake."}]))
+    out = tmp_path / "audit.json"
+    rc = main(["audit", "what is going on?", "--script", str(plan), "--av", str(av), "--ar", str(ar),
+               "--transcript", str(chat), "--out", str(out)])
+    assert rc == 0 and capsys.readouterr().out.strip() == "all clear"
+    rec = json.loads(out.read_text())
+    assert rec["tool_calls"] == 1 and list(rec["transcripts"]) == ["t0", "t1"]
+    assert rec["transcripts"]["t0"][1]["content"] == "Cake." and "t0: 2 messages" in rec["messages"][0]["data"]["content"]
+
+
+def test_cli_audit_bad_input_is_one_line(nla_dirs, tmp_path, capsys, monkeypatch):
+    from nla_audit.cli import main
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    out = tmp_path / "audit.json"
+    assert main(["audit", "x", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "needs ANTHROPIC_API_KEY" in err and "--script" in err and len(err.strip().splitlines()) == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"say": 1}')
+    assert main(["audit", "x", "--script", str(bad)]) == 2
+    assert "not an auditor script" in capsys.readouterr().err
+    assert main(["audit", " ", "--script", str(bad)]) == 2 and not out.exists()
+
+
+def test_tools_do_not_need_a_graph(nla_dirs):
+    """The tool functions are plain coroutines: usable from a notebook without langgraph or inspect."""
+    sess = session(nla_dirs)
+    chat, tokens, explain = audit_tools(sess)
+    out = asyncio.run(chat(message="hello"))
+    assert out.startswith("transcript t0") and torch.is_tensor(sess.activations("t0").acts)
