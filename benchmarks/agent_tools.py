@@ -73,7 +73,7 @@ def main() -> None:
             {"say": "<report>scripted</report>"}]
     rec = asyncio.run(run_audit(sess, ScriptedAuditor(turns=plan), "benchmark", max_tool_calls=10))
     table = ["| tool call | median s | note |", "|---|---|---|"]
-    table += [f"| {name} | {sec:.2f} | {note} |" for name, sec, note in rows]
+    table += [f"| {name} | {sec:.3f} | {note} |" for name, sec, note in rows]
     for line in table:
         print(line)
     print(f"scripted audit: {rec.tool_calls} calls in {rec.wall_s:.1f} s; load {load_s:.1f} s")
