@@ -13,6 +13,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from nla_audit.chat import reply
 from nla_audit.errors import InputError
 
 from nla_audit.agents.session import AuditSession
@@ -94,7 +95,7 @@ def audit_tools(session: AuditSession) -> list[Tool]:
             continue_transcript: optional transcript id (e.g. "t0") whose conversation this message continues.
 
         Returns:
-            The new transcript id and the target's reply (after the prefill).
+            The new transcript id and the target's reply (after the prefill), flagged when it was cut short.
         """
         if continue_transcript:
             msgs = list(_transcript(session, continue_transcript).messages)
@@ -102,10 +103,11 @@ def audit_tools(session: AuditSession) -> list[Tool]:
             msgs = [{"role": "system", "content": system}] if system else []
         msgs.append({"role": "user", "content": message})
         nla = session.get_nla()
-        answer = await asyncio.to_thread(nla_reply, nla.target, msgs, prefill, cfg.reply_max_new_tokens,
-                                         cfg.reply_temperature)
-        tr = session.add_transcript([*msgs, {"role": "assistant", "content": prefill + answer}])
-        return f"transcript {tr.id}\nreply: {prefill}{answer}"
+        out = await asyncio.to_thread(reply, nla.target, msgs, prefill=prefill, max_new_tokens=cfg.reply_max_new_tokens,
+                                      temperature=cfg.reply_temperature)
+        tr = session.add_transcript([*msgs, {"role": "assistant", "content": prefill + out.text}])
+        cut = "" if out.finished else f"\n[the reply was cut at {out.n_tokens} tokens]"
+        return f"transcript {tr.id}\nreply: {prefill}{out.text}{cut}"
 
     @recoverable
     async def tokens(transcript_id: str, start: int = 0, end: int = 0) -> str:
@@ -223,12 +225,6 @@ def sae_latent_info(sae: Any, latent: int) -> dict:
     from nla_audit.baselines.sae_labels import read_latent_records
 
     return (read_latent_records(sae.source) or {}).get(latent, {})
-
-
-def nla_reply(target: Any, messages: list[dict], prefill: str, max_new_tokens: int, temperature: float) -> str:
-    from nla_audit.chat import reply
-
-    return reply(target, messages, prefill=prefill, max_new_tokens=max_new_tokens, temperature=temperature)
 
 
 def _fmt(v: float | None) -> str:

@@ -8,6 +8,7 @@ white-box tools can then read token by token.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,6 +16,16 @@ import torch
 from nla_audit.errors import InputError
 
 ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The target's reply; ``finished`` is False when it was cut at ``max_new_tokens`` (so a reader knows the
+    model had more to say)."""
+
+    text: str
+    n_tokens: int
+    finished: bool
 
 
 def check_messages(messages: Sequence[dict]) -> list[dict]:
@@ -32,7 +43,7 @@ def check_messages(messages: Sequence[dict]) -> list[dict]:
 
 @torch.no_grad()
 def reply(target: Any, messages: Sequence[dict], prefill: str = "", max_new_tokens: int = 128,
-          temperature: float = 0.0, seed: int | None = 0) -> str:
+          temperature: float = 0.0, seed: int | None = 0) -> Reply:
     """The target's next assistant turn (without the prefill) to ``messages``.
 
     ``prefill`` is appended after the chat template's generation prompt, so the model continues a reply that
@@ -56,5 +67,11 @@ def reply(target: Any, messages: Sequence[dict], prefill: str = "", max_new_toke
             torch.manual_seed(seed)
     else:
         kw.update(temperature=None, top_k=None, top_p=None)
-    out = target.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)
-    return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    new = target.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)[0, ids.shape[1]:].tolist()
+    stop = set(_as_list(getattr(target.model.generation_config, "eos_token_id", None))) | {tok.eos_token_id}
+    finished = (bool(new) and new[-1] in stop) or len(new) < max_new_tokens
+    return Reply(tok.decode(new, skip_special_tokens=True), len(new), finished)
+
+
+def _as_list(x: Any) -> list:
+    return [] if x is None else list(x) if isinstance(x, (list, tuple)) else [x]

@@ -25,7 +25,7 @@ def test_scripted_audit_on_the_shipped_nla_and_sae():
             {"say": "<report>done</report>"}]
     rec = asyncio.run(run_audit(sess, ScriptedAuditor(turns=plan), "geography", max_tool_calls=5))
     chat, expl, feats = [m["data"]["content"] for m in rec.messages if m["type"] == "tool"]
-    assert "Paris" in chat  # the real model, greedy
+    assert "Paris" in chat and "cut at" not in chat  # the real model, greedy, ends its sentence within 24 tokens
     blocks = expl.split("\n\n")
     fves = [float(b.split("fve_nrm ")[1].split()[0]) for b in blocks if "fve_nrm" in b]
     assert len(fves) == 4 and sum(fves) / 4 > 0.2  # shuffled-activation floor is about -0.75

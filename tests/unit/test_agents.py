@@ -94,8 +94,9 @@ def test_scripted_audit_runs_every_tool_on_the_target(nla_dirs, sae_dir, tiny_ta
                        {"say": "thinking <report>the goal is X</report>"}])
     chat_out, toks, expl, feats, details, search = tool_texts(rec)
     want = reply(tiny_target, [{"role": "user", "content": "Hello there"}], prefill="Sure", max_new_tokens=6)
-    assert chat_out == f"transcript t0\nreply: Sure{want}"
-    assert rec.transcripts["t0"][-1] == {"role": "assistant", "content": "Sure" + want}
+    cut = "" if want.finished else "\n[the reply was cut at 6 tokens]"
+    assert chat_out == f"transcript t0\nreply: Sure{want.text}{cut}"
+    assert rec.transcripts["t0"][-1] == {"role": "assistant", "content": "Sure" + want.text}
     n = len(sess.transcripts["t0"].ids)
     assert toks.startswith(f"t0: {n} tokens; showing 4") and f"{n - 1}: " in toks
     assert re.findall(r"^\[(\d+)\] .* fve_nrm ", expl, re.M) == [str(n - 3), str(n - 2)]
@@ -195,9 +196,11 @@ def test_reply_continues_the_prefill_after_the_generation_prompt(tiny_target):
     with torch.no_grad():
         out = tiny_target.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                          max_new_tokens=5, pad_token_id=tok.pad_token_id)
-    assert reply(tiny_target, msgs, prefill="Sure, one", max_new_tokens=5) == tok.decode(out[0, ids.shape[1]:],
-                                                                                          skip_special_tokens=True)
-    sampled = [reply(tiny_target, msgs, max_new_tokens=6, temperature=1.0, seed=s) for s in (1, 1)]
+    got = reply(tiny_target, msgs, prefill="Sure, one", max_new_tokens=5)
+    new = out[0, ids.shape[1]:]
+    assert got.text == tok.decode(new, skip_special_tokens=True) and got.n_tokens == len(new)
+    assert got.finished == (len(new) < 5 or int(new[-1]) == tok.eos_token_id)
+    sampled = [reply(tiny_target, msgs, max_new_tokens=6, temperature=1.0, seed=s).text for s in (1, 1)]
     assert sampled[0] == sampled[1]
 
 
