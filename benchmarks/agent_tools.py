@@ -55,12 +55,12 @@ def main() -> None:
     reply = out.split("reply: ", 1)[1]
     rows.append(("chat (greedy reply, first call)", s, f"{len(sess.get_nla().target.tokenizer(reply)['input_ids'])} tokens"))
     n = len(sess.activations("t0").ids)
-    rows.append(("tokens (40 positions)", *timed(lambda: tokens(transcript_id="t0", start=-40), args.reps)[:1], ""))
+    rows.append(("tokens (40 positions)", timed(lambda: tokens(transcript_id="t0", start=-40), args.reps)[0], ""))
     one, _ = timed(lambda: explain(transcript_id="t0", positions="-2"), args.reps)
     many, _ = timed(lambda: explain(transcript_id="t0", positions=f"-{args.batch}:"), args.reps)
     rows.append(("explain, 1 position", one, ""))
-    rows.append((f"explain, {args.batch} positions", many, f"{many / args.batch:.2f} s a position, "
-                                                            f"{one * args.batch / many:.1f}x faster than one by one"))
+    speed = f"{many / args.batch:.2f} s a position, {one * args.batch / many:.1f}x faster than one by one"
+    rows.append((f"explain, {args.batch} positions", many, speed))
     rows.append(("sae_features", timed(lambda: sae_features(transcript_id="t0", position=-2), args.reps)[0], ""))
     rows.append(("sae_feature_details", timed(lambda: sae_details(feature=3), args.reps)[0], ""))
     rows.append(("sae_search", timed(lambda: sae_search(query="france"), args.reps)[0], ""))
@@ -78,12 +78,12 @@ def main() -> None:
         print(line)
     print(f"scripted audit: {rec.tool_calls} calls in {rec.wall_s:.1f} s; load {load_s:.1f} s")
     append("Auditor tool calls on the embedded model (agents)", [
-        f"- shipped NLA (AV + AR) and shipped SAE on SmolLM2-135M-Instruct layer 20, fp32; transcript t0 = one chat "
-        f"turn ({n} tokens); explanations greedy, 96 new tokens at most; median of {args.reps} warm calls "
-        "(chat: one call)",
+        (f"- shipped NLA (AV + AR) and shipped SAE on SmolLM2-135M-Instruct layer 20, fp32; transcript t0 = one chat "
+         f"turn ({n} tokens); explanations greedy, 96 new tokens at most; median of {args.reps} warm calls "
+         "(chat: one call)"),
         f"- loading the target, AV, AR and SAE: {load_s:.1f} s", "", *table, "",
-        f"- a scripted audit ({rec.tool_calls} calls: chat, explain 8 positions, sae_features, a second chat turn, "
-        f"explain 4 positions; no LLM in the loop): **{rec.wall_s:.1f} s**"])
+        (f"- a scripted audit ({rec.tool_calls} calls: chat, explain 8 positions, sae_features, a second chat turn, "
+         f"explain 4 positions; no LLM in the loop): **{rec.wall_s:.1f} s**")])
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def test_scripted_audit_runs_every_tool_on_the_target(nla_dirs, sae_dir, tiny_ta
     assert rec.transcripts["t0"][-1] == {"role": "assistant", "content": "Sure" + want.text}
     n = len(sess.transcripts["t0"].ids)
     assert toks.startswith(f"t0: {n} tokens; showing 4") and f"{n - 1}: " in toks
-    assert re.findall(r"^\[(\d+)\] .* fve_nrm ", expl, re.M) == [str(n - 3), str(n - 2)]
+    assert re.findall(r"^\[(\d+)\] .* fve_nrm ", expl, re.MULTILINE) == [str(n - 3), str(n - 2)]
     assert feats.startswith(f"[{n - 2}]") and "#" in feats
     assert details.startswith("#0 ") and "fires on" in details
     assert search.startswith(("#", "no feature label"))
