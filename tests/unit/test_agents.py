@@ -252,3 +252,33 @@ def test_tools_do_not_need_a_graph(nla_dirs):
     sess = session(nla_dirs)
     out = asyncio.run(audit_tools(sess)[0](message="hello"))
     assert out.startswith("transcript t0") and torch.is_tensor(sess.activations("t0").acts)
+
+
+def test_inspect_react_agent_uses_the_tools(nla_dirs, tmp_path):
+    """The inspect wrappers inside inspect's own agent loop: a scripted mockllm calls chat, then explain, then
+    submits; the tools run on the tiny target and their answers are in the sample's messages."""
+    from inspect_ai import Task, eval
+    from inspect_ai.agent import react
+    from inspect_ai.dataset import Sample
+    from inspect_ai.model import ModelOutput, ModelUsage, get_model
+
+    from nla_audit.agents.inspect_tools import inspect_tools
+
+    plan = iter([("chat", {"message": "hi"}), ("explain", {"transcript_id": "t0", "positions": "last"}),
+                 ("explain", {"transcript_id": "t5", "positions": "last"}), ("submit", {"answer": "nothing found"})])
+
+    def next_call(messages, tools, tool_choice, config):
+        name, args = next(plan)
+        out = ModelOutput.for_tool_call("mockllm/model", name, args)
+        out.usage = ModelUsage(input_tokens=1, output_tokens=1, total_tokens=2)
+        return out
+
+    tools = [t.as_tool() for t in inspect_tools(session(nla_dirs))]
+    task = Task(dataset=[Sample(input="audit the target")], solver=react(tools=tools))
+    log = eval(task, model=get_model("mockllm/model", custom_outputs=next_call, memoize=False), display="none",
+               log_dir=str(tmp_path))[0]
+    assert log.status == "success"
+    results = [m for m in log.samples[0].messages if m.role == "tool"]
+    assert results[0].text.startswith("transcript t0") and "fve_nrm" in results[1].text
+    assert results[2].error is not None and "no transcript 't5'" in results[2].error.message
+    assert log.samples[0].output.completion.endswith("nothing found")
