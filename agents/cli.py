@@ -45,15 +45,30 @@ def run(args) -> int:
         check_writable(args.out)
     model = auditor_model(args)  # before any model loads: a missing key or extra fails fast
     session = start_session(args)
-    from nla_audit.agents.run import run_audit
-
-    record = asyncio.run(run_audit(session, model, args.task, args.max_tool_calls))
+    record = asyncio.run(_audit(session, model, args))
     if args.out:
         atomic_write_text(args.out, json.dumps(record.to_dict(), ensure_ascii=False, indent=1))
         print(f"wrote {args.out}", file=sys.stderr)
     print(f"{record.tool_calls} tool call(s) of {record.max_tool_calls}, {record.wall_s:.0f} s", file=sys.stderr)
     print(record.report or "(the auditor wrote no report)")
     return 0
+
+
+async def _audit(session, model, args):
+    """``run_audit``; an error from Anthropic's API (bad key, unknown model, retries spent) is one line."""
+    from nla_audit.errors import NLAAuditError
+
+    from nla_audit.agents.run import run_audit
+
+    try:
+        from anthropic import APIError
+    except ImportError:  # a scripted audit needs no anthropic
+        APIError = ()  # an empty except-tuple catches nothing
+    try:
+        return await run_audit(session, model, args.task, args.max_tool_calls)
+    except APIError as exc:
+        raise NLAAuditError(f"the auditor model failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                            fix="check ANTHROPIC_API_KEY and --model") from None
 
 
 def auditor_model(args):
@@ -90,6 +105,4 @@ def start_session(args):
             raise InputError(f"{path} holds {len(docs)} documents or no chat",
                              expected="one chat transcript (a JSON list of {role, content} messages)")
         session.add_transcript(docs[0].messages)
-    if args.sae:
-        session.get_sae()  # a wrong SAE (missing, other site) fails before the auditor spends anything
-    return session
+    return session.load()  # a model or SAE that cannot load (or reads another site) fails before the auditor runs

@@ -1,13 +1,14 @@
 """The auditor as a langgraph graph: nodes and edges only; the tools' logic lives in ``tools.py``.
 
-    START → auditor ─(tool calls, budget left)→ tools → auditor
-                    ─(tool calls, budget spent)→ refuse → report → END
-                    ─(no tool call)→ END
+    START → auditor ─(tool calls)→ tools ─(budget left)→ auditor
+                    │                    └─(a call refused for budget)→ report → END
+                    └─(no tool call)→ END
 
-``refuse`` answers each pending call with "budget spent" (every tool call must get a result before the
-model speaks again) and ``report`` gives the model one last turn to write its report. The recursion limit
-is set from the budget, so a model that never stops calling tools ends at the budget, not at langgraph's
-default of 25 steps (ecosystem.md §3).
+``tools`` runs a turn's calls one after another while the budget lasts and answers the rest "budget spent"
+(every tool call must get a result before the model speaks again); ``report`` then gives the model one last
+turn to write its report. An unknown tool or malformed arguments come back to the model as an error answer.
+The recursion limit is set from the budget, so a model that never stops calling tools ends at the budget,
+not at langgraph's default of 25 steps (ecosystem.md §3).
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from typing import Any
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import StructuredTool, ToolException
 from langgraph.graph import END, START, StateGraph
-from langgraph.prebuilt import ToolNode
 
 from nla_audit.agents.state import AuditState
 from nla_audit.agents.tools import AuditToolError, Tool
 
-BUDGET_SPENT = "not run: the tool budget of {n} calls is spent. Write your final <report> now."
+BUDGET_SPENT = "not run: this call is past the tool budget of {n} calls. Write your final <report> now."
 REFUSED = "budget"
-REPORT_RE = re.compile(r"<report>(.*?)(?:</report>|$)", re.DOTALL)
+REPORT_RE = re.compile(r"<report>(.*?)</report>", re.DOTALL)
+OPEN_REPORT_RE = re.compile(r".*<report>(.*?)(?:</report>|$)", re.DOTALL)
 
 
 def langchain_tool(fn: Tool) -> StructuredTool:
@@ -41,7 +42,15 @@ def langchain_tool(fn: Tool) -> StructuredTool:
             raise ToolException(f"error: {exc}") from None
 
     return StructuredTool.from_function(coroutine=call, name=parsed.name, description=parsed.description,
-                                        args_schema=parsed.args_schema, handle_tool_error=True)
+                                        args_schema=parsed.args_schema, handle_tool_error=True,
+                                        handle_validation_error=_bad_arguments)
+
+
+def _bad_arguments(exc: Exception) -> str:
+    """Pydantic's per-field complaints ("positions: Field required"), without its documentation links."""
+    errors = exc.errors() if hasattr(exc, "errors") else []
+    what = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}" for e in errors) or str(exc)[:200]
+    return f"error: malformed arguments ({what}); see the tool's argument list"
 
 
 def tool_calls_made(messages: Sequence[Any]) -> int:
@@ -51,34 +60,41 @@ def tool_calls_made(messages: Sequence[Any]) -> int:
 
 def build_auditor(model: Any, tools: Sequence[Tool], max_tool_calls: int):
     """A compiled graph: ``model`` is a langchain chat model with ``bind_tools`` (``ChatAnthropic`` in use)."""
-    lc_tools = [langchain_tool(t) for t in tools]
-    bound = model.bind_tools(lc_tools)
+    lc_tools = {t.name: t for t in map(langchain_tool, tools)}
+    bound = model.bind_tools(list(lc_tools.values()))
 
     async def auditor(state: AuditState) -> dict:
         return {"messages": [await bound.ainvoke(state["messages"])]}
 
-    def refuse(state: AuditState) -> dict:
-        calls = state["messages"][-1].tool_calls
-        return {"messages": [ToolMessage(BUDGET_SPENT.format(n=max_tool_calls), tool_call_id=c["id"], name=c["name"],
-                                         artifact=REFUSED)
-                             for c in calls]}
+    async def run_tools(state: AuditState) -> dict:
+        left = max_tool_calls - tool_calls_made(state["messages"])
+        out = []
+        for i, call in enumerate(state["messages"][-1].tool_calls):
+            if i >= left:
+                out.append(ToolMessage(BUDGET_SPENT.format(n=max_tool_calls), tool_call_id=call["id"],
+                                       name=call["name"], artifact=REFUSED))
+            elif call["name"] not in lc_tools:
+                out.append(ToolMessage(f"error: there is no tool {call['name']!r}; the tools are {', '.join(lc_tools)}",
+                                       tool_call_id=call["id"], name=call["name"], status="error"))
+            else:
+                out.append(await lc_tools[call["name"]].ainvoke({**call, "type": "tool_call"}))
+        return {"messages": out}
 
-    def route(state: AuditState) -> str:
+    def after_auditor(state: AuditState) -> str:
         last = state["messages"][-1]
-        if not isinstance(last, AIMessage) or not last.tool_calls:
-            return END
-        over = tool_calls_made(state["messages"]) + len(last.tool_calls) > max_tool_calls
-        return "refuse" if over else "tools"
+        return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
+
+    def after_tools(state: AuditState) -> str:
+        return "report" if isinstance(state["messages"][-1], ToolMessage) and state["messages"][-1].artifact == REFUSED \
+            else "auditor"
 
     g = StateGraph(AuditState)
     g.add_node("auditor", auditor)
-    g.add_node("tools", ToolNode(lc_tools))
-    g.add_node("refuse", refuse)
+    g.add_node("tools", run_tools)
     g.add_node("report", auditor)
     g.add_edge(START, "auditor")
-    g.add_conditional_edges("auditor", route, ["tools", "refuse", END])
-    g.add_edge("tools", "auditor")
-    g.add_edge("refuse", "report")
+    g.add_conditional_edges("auditor", after_auditor, ["tools", END])
+    g.add_conditional_edges("tools", after_tools, ["auditor", "report"])
     g.add_edge("report", END)
     return g.compile()
 
@@ -89,11 +105,13 @@ def recursion_limit(max_tool_calls: int) -> int:
 
 
 def extract_report(messages: Sequence[Any]) -> str:
-    """The text inside the last <report> tags, or the auditor's last words when it used none."""
+    """The text inside the last <report>…</report>; in the auditor's final message an unclosed <report> counts
+    too (a reply cut at its token cap). Without tags: the auditor's last words."""
     texts = [_text(m) for m in messages if isinstance(m, AIMessage)]
+    if texts and (found := OPEN_REPORT_RE.search(texts[-1])):
+        return found.group(1).strip()
     for t in reversed(texts):
-        found = REPORT_RE.search(t)
-        if found:
+        if found := REPORT_RE.search(t):
             return found.group(1).strip()
     return next((t.strip() for t in reversed(texts) if t.strip()), "")
 

@@ -28,5 +28,8 @@ def inspect_tool(fn: Tool) -> Any:
 
 
 def inspect_tools(session: AuditSession) -> list[Any]:
-    """Every tool the session supports, as inspect ``ToolDef``s (pass ``[t.as_tool() for t in ...]`` to ``react``)."""
+    """Every tool the session supports, as inspect ``ToolDef``s (pass ``[t.as_tool() for t in ...]`` to ``react``).
+
+    The tools share ``session``'s transcripts: build them per sample (inside the solver), or samples run
+    concurrently will see each other's transcripts."""
     return [inspect_tool(t) for t in audit_tools(session)]

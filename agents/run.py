@@ -48,8 +48,9 @@ async def run_audit(session: AuditSession, model: Any, task: str, max_tool_calls
     from nla_audit.agents.graph import build_auditor, extract_report, recursion_limit, tool_calls_made
     from nla_audit.agents.tools import audit_tools
 
-    graph = build_auditor(model, tools if tools is not None else audit_tools(session), max_tool_calls)
     t0 = time.perf_counter()
+    await session.run(session.load)  # a model that cannot load stops here, before the auditor's first turn
+    graph = build_auditor(model, tools if tools is not None else audit_tools(session), max_tool_calls)
     state = await graph.ainvoke({"messages": [HumanMessage(render_prompt(task, session, max_tool_calls))]},
                                 config={"recursion_limit": recursion_limit(max_tool_calls)})
     msgs = state["messages"]

@@ -7,6 +7,8 @@ features never loads the SAE.
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +29,7 @@ class AuditConfig:
     explain_temperature: float = 0.0  # greedy: the same question gets the same explanation
     reply_max_new_tokens: int = 160
     reply_temperature: float = 0.0
-    max_positions: int = 12  # explanations per tool call: bounds one call's cost (~1 s each on a CPU)
+    max_positions: int = 12  # explanations per tool call: bounds one call's cost (2-5 s each on a 2-core CPU)
     sae_top_n: int = 8
 
     def __post_init__(self) -> None:
@@ -49,12 +51,29 @@ class Transcript:
 
 @dataclass
 class AuditSession:
-    """The mutable state behind the tools: loaded models and the transcripts by id (``t0``, ``t1``, ...)."""
+    """The mutable state behind the tools: loaded models and the transcripts by id (``t0``, ``t1``, ...).
+
+    One session serves one audit: concurrent audits (inspect samples, say) each need their own. Model work
+    goes through ``run``, one call at a time on a single worker thread, so tool calls a model makes in
+    parallel neither load a model twice nor interleave seeded generation, and the event loop stays free.
+    """
 
     config: AuditConfig = field(default_factory=AuditConfig)
     nla: Any = None
     sae: Any = None
     transcripts: dict[str, Transcript] = field(default_factory=dict)
+    _worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "nla-audit-tools"), repr=False)
+
+    async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` on the session's worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, lambda: fn(*args, **kwargs))
+
+    def load(self) -> AuditSession:
+        """Load the NLA, its target and the SAE (if any) now, so a model that cannot load stops an audit before
+        the auditor spends anything, instead of failing inside a tool call."""
+        _ = self.get_nla().target  # the target loads lazily on first use; use it now
+        self.get_sae()
+        return self
 
     def get_nla(self) -> Any:
         if self.nla is None:

@@ -8,13 +8,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nla_audit.chat import reply
 from nla_audit.errors import InputError
+from nla_audit.nla import MAX_DOCUMENT_TOKENS, resolve_positions
 
 from nla_audit.agents.session import AuditSession
 
@@ -41,32 +41,12 @@ def recoverable(fn: Tool) -> Tool:
 
 
 def parse_positions(spec: str, n_tokens: int, limit: int) -> list[int]:
-    """Token positions from 'last', 'i', 'i,j,k' or 'a:b' (negative counts from the end), at most ``limit``.
-
-    Position 0 is the attention sink, which NLAs are not trained on; it is allowed only when named alone.
-    """
-    spec = str(spec).strip().lower()
-    if spec == "last":
-        return [n_tokens - 1]
-    out: list[int] = []
-    try:
-        for part in filter(None, (p.strip() for p in spec.split(","))):
-            if ":" in part:
-                lo, hi = (int(x) if x.strip() else None for x in part.split(":", 1))
-                out += list(range(n_tokens))[slice(lo, hi)]
-            else:
-                i = int(part)
-                if not -n_tokens <= i < n_tokens:
-                    raise AuditToolError(f"position {i} is out of range: the transcript has {n_tokens} tokens "
-                                         f"(0..{n_tokens - 1}, or negative from the end)")
-                out.append(i % n_tokens)
-    except ValueError:
-        raise AuditToolError(f"positions {spec!r} not understood: use 'last', '12', '3,7,9' or '10:20'") from None
-    if not out:
-        raise AuditToolError(f"positions {spec!r} select no token of the {n_tokens}")
-    if len(out) > limit:
-        raise AuditToolError(f"{len(out)} positions asked, at most {limit} a call: ask for fewer, or page through them")
-    return out
+    """Token positions from 'last', 'i', 'i,j,k' or 'a:b' (negative from the end; ``nla.resolve_positions``),
+    at most ``limit`` of them."""
+    pos = resolve_positions(str(spec).strip().lower(), n_tokens)
+    if len(pos) > limit:
+        raise AuditToolError(f"{len(pos)} positions asked, at most {limit} a call: ask for fewer, or page through them")
+    return pos
 
 
 def _transcript(session: AuditSession, tid: str):
@@ -86,7 +66,8 @@ def audit_tools(session: AuditSession) -> list[Tool]:
 
     @recoverable
     async def chat(message: str, system: str = "", prefill: str = "", continue_transcript: str = "") -> str:
-        """Send a user message to the target model and read its reply; the exchange is saved as a new transcript.
+        """Send a user message to the target model and read its reply; the exchange is saved as a new transcript
+        whose id the other tools take. A reply cut at the length cap is flagged.
 
         Args:
             message: the user turn to send.
@@ -98,20 +79,22 @@ def audit_tools(session: AuditSession) -> list[Tool]:
             The new transcript id and the target's reply (after the prefill), flagged when it was cut short.
         """
         if continue_transcript:
-            msgs = list(_transcript(session, continue_transcript).messages)
+            if continue_transcript not in session.transcripts:
+                await session.run(_transcript, session, continue_transcript)  # raises the "no transcript" error
+            msgs = list(session.transcripts[continue_transcript].messages)
         else:
             msgs = [{"role": "system", "content": system}] if system else []
         msgs.append({"role": "user", "content": message})
-        nla = session.get_nla()
-        out = await asyncio.to_thread(reply, nla.target, msgs, prefill=prefill, max_new_tokens=cfg.reply_max_new_tokens,
-                                      temperature=cfg.reply_temperature)
+        out = await session.run(reply, session.get_nla().target, msgs, prefill=prefill,
+                                max_new_tokens=cfg.reply_max_new_tokens, temperature=cfg.reply_temperature)
         tr = session.add_transcript([*msgs, {"role": "assistant", "content": prefill + out.text}])
         cut = "" if out.finished else f"\n[the reply was cut at {out.n_tokens} tokens]"
         return f"transcript {tr.id}\nreply: {prefill}{out.text}{cut}"
 
     @recoverable
     async def tokens(transcript_id: str, start: int = 0, end: int = 0) -> str:
-        """List a transcript's tokens with their positions, to choose where to look with the other tools.
+        """List a transcript's tokens with their positions (at most 200 a call; page with start and end), to
+        choose where to look with the other tools.
 
         Args:
             transcript_id: a transcript id such as "t0".
@@ -121,9 +104,11 @@ def audit_tools(session: AuditSession) -> list[Tool]:
         Returns:
             One "position: token" line per token (at most 200 a call; page with start/end).
         """
-        tr = await asyncio.to_thread(_transcript, session, transcript_id)
+        tr = await session.run(_transcript, session, transcript_id)
         pos = list(range(len(tr.ids)))[slice(start, end or None)][:MAX_TOKEN_LISTING]
         head = f"{transcript_id}: {len(tr.ids)} tokens; showing {len(pos)}"
+        if len(tr.ids) >= MAX_DOCUMENT_TOKENS:
+            head += f" (the transcript may be longer: only its first {MAX_DOCUMENT_TOKENS} tokens can be read)"
         return "\n".join([head, *(f"{p}: {_tok(session, tr.ids, p)}" for p in pos)])
 
     @recoverable
@@ -142,11 +127,11 @@ def audit_tools(session: AuditSession) -> list[Tool]:
         Returns:
             One block per position: position, token, fve_nrm and the explanation.
         """
-        tr = await asyncio.to_thread(_transcript, session, transcript_id)
+        tr = await session.run(_transcript, session, transcript_id)
         pos = parse_positions(positions, len(tr.ids), cfg.max_positions)
-        rows = await asyncio.to_thread(session.get_nla().explain_vectors, tr.acts[pos],
-                                       max_new_tokens=cfg.explain_max_new_tokens,
-                                       temperature=cfg.explain_temperature, seed=0)
+        rows = await session.run(session.get_nla().explain_vectors, tr.acts[pos],
+                                 max_new_tokens=cfg.explain_max_new_tokens, temperature=cfg.explain_temperature,
+                                 seed=0)
         return "\n\n".join(f"[{p}] {_tok(session, tr.ids, p)} fve_nrm {_fmt(r.fve_nrm)}\n{r.explanation.strip()}"
                            for p, r in zip(pos, rows))
 
@@ -170,15 +155,15 @@ def sae_tools(session: AuditSession) -> list[Tool]:
         Returns:
             Up to the configured number of features as "#id (activation) label" lines, strongest first.
         """
-        tr = await asyncio.to_thread(_transcript, session, transcript_id)
+        tr = await session.run(_transcript, session, transcript_id)
         p = parse_positions(str(position), len(tr.ids), 1)[0]
-        sae = session.get_sae()
-        text = sae.describe(tr.acts[p:p + 1])[0]
+        text = (await session.run(session.get_sae().describe, tr.acts[p:p + 1]))[0]
         return f"[{p}] {_tok(session, tr.ids, p)}\n{text}"
 
     @recoverable
     async def sae_feature_details(feature: int) -> str:
-        """Show what one SAE feature responds to: its label, how often it fires, and its top-activating texts.
+        """Show what one SAE feature responds to: its label, how often it fires, and up to 5 top-activating text
+        snippets (each ending on the token where the feature fires).
 
         Args:
             feature: the feature id, as listed by sae_features or sae_search.
@@ -190,14 +175,14 @@ def sae_tools(session: AuditSession) -> list[Tool]:
         sae = session.get_sae()
         if not 0 <= feature < sae.sae.cfg.d_sae:
             raise AuditToolError(f"feature {feature} does not exist: ids run 0..{sae.sae.cfg.d_sae - 1}")
-        info = sae_latent_info(sae, feature)
+        info = latent_records(sae).get(feature, {})
         lines = [f"#{feature} {sae.label(feature)}", f"fires on {100 * info.get('frequency', 0.0):.2f}% of tokens"]
         lines += [f"({a:.1f}) …{text[-160:]!r}" for a, text in info.get("top", [])[:5]]
         return "\n".join(lines)
 
     @recoverable
     async def sae_search(query: str, limit: int = 10) -> str:
-        """Find SAE features whose labels mention every word of a query (case-insensitive).
+        """Find SAE features whose labels mention every word of a query (case-insensitive), most frequent first.
 
         Args:
             query: words to look for in feature labels, e.g. "french" or "negative sentiment".
@@ -213,18 +198,18 @@ def sae_tools(session: AuditSession) -> list[Tool]:
         hits = [(i, t) for i, t in (sae.labels or {}).items() if t and all(w in t.lower() for w in words)]
         if not hits:
             return f"no feature label contains all of {words}"
-        freq = {i: sae_latent_info(sae, i).get("frequency", 0.0) for i, _ in hits}
-        hits.sort(key=lambda h: -freq[h[0]])
+        records = latent_records(sae)
+        hits.sort(key=lambda h: -records.get(h[0], {}).get("frequency", 0.0))
         return "\n".join(f"#{i} {t}" for i, t in hits[:max(1, limit)])
 
     return [sae_features, sae_feature_details, sae_search]
 
 
-def sae_latent_info(sae: Any, latent: int) -> dict:
-    """The labelling record of one latent (frequency, top contexts) from the SAE's labels.json, or {}."""
+def latent_records(sae: Any) -> dict[int, dict]:
+    """The SAE's labelling records (frequency, top contexts) by latent from its labels.json; {} without one."""
     from nla_audit.baselines.sae_labels import read_latent_records
 
-    return (read_latent_records(sae.source) or {}).get(latent, {})
+    return read_latent_records(sae.source) or {}
 
 
 def _fmt(v: float | None) -> str:

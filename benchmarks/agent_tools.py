@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import sys
 import time
@@ -47,13 +48,13 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.perf_counter()
     sess = AuditSession(AuditConfig(sae="default", max_positions=args.batch))
-    sess.get_sae()  # loads the NLA (AV, AR, target) and the SAE
+    sess.load()  # the NLA (AV, AR, target) and the SAE
     load_s = time.perf_counter() - t0
     chat, tokens, explain, sae_features, sae_details, sae_search = audit_tools(sess)
     rows = []
     s, out = timed(lambda: chat(message=QUESTION), 1)
-    reply = out.split("reply: ", 1)[1]
-    rows.append(("chat (greedy reply, first call)", s, f"{len(sess.get_nla().target.tokenizer(reply)['input_ids'])} tokens"))
+    cut = re.search(r"\[the reply was cut at (\d+) tokens\]", out)
+    rows.append(("chat (greedy reply, first call)", s, f"cut at the {cut.group(1)}-token cap" if cut else "ended by the model"))
     n = len(sess.activations("t0").ids)
     rows.append(("tokens (40 positions)", timed(lambda: tokens(transcript_id="t0", start=-40), args.reps)[0], ""))
     one, _ = timed(lambda: explain(transcript_id="t0", positions="-2"), args.reps)

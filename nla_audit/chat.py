@@ -1,8 +1,8 @@
 """Talking to the target model: one assistant reply to a chat, with an optional prefill.
 
-This is the black-box half of an audit (the NLA and the SAE are the white-box half). It lives in the core so
-the CLI, the evals and the agent tools share one sampling path; the reply comes back as a transcript the
-white-box tools can then read token by token.
+This is the black-box half of an audit (the NLA and the SAE are the white-box half). It lives in the core, not
+in ``agents``, so library users and any later CLI or eval sample replies the way the auditor's ``chat`` tool
+does; the reply then becomes a transcript the white-box tools read token by token.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from nla_audit.corpus import check_messages
 from nla_audit.errors import InputError
 
 ROLES = ("system", "user", "assistant")
@@ -28,13 +29,12 @@ class Reply:
     finished: bool
 
 
-def check_messages(messages: Sequence[dict]) -> list[dict]:
-    """A non-empty list of {role, content} with known roles, ending on a user turn, or one clear line."""
-    msgs = [dict(m) for m in messages]
-    bad = [i for i, m in enumerate(msgs) if m.get("role") not in ROLES or not isinstance(m.get("content"), str)]
-    if not msgs or bad:
-        raise InputError(f"chat has {len(msgs)} message(s), malformed at {bad[:3]}",
-                         expected="a non-empty list of {role: system|user|assistant, content: str}")
+def check_chat(messages: Sequence[dict]) -> tuple[dict, ...]:
+    """Well-formed messages (``corpus.check_messages``) with known roles, ending on a user turn, or one clear line."""
+    msgs = check_messages(list(messages), "chat")
+    bad = [m["role"] for m in msgs if m["role"] not in ROLES]
+    if bad:
+        raise InputError(f"chat has unknown role(s) {bad[:3]}", expected=" / ".join(ROLES))
     if msgs[-1]["role"] != "user":
         raise InputError(f"the chat ends on a {msgs[-1]['role']!r} turn", expected="a last message from the user",
                          fix="put what the assistant should start with in `prefill`")
@@ -50,27 +50,42 @@ def reply(target: Any, messages: Sequence[dict], prefill: str = "", max_new_toke
     starts with it: the standard way auditors steer a model into saying what it would otherwise not.
     Greedy at temperature 0; sampled runs are seeded so a rerun gives the same reply.
     """
-    msgs = check_messages(messages)
+    msgs = check_chat(messages)
     if max_new_tokens < 1 or temperature < 0:
         raise InputError(f"max_new_tokens {max_new_tokens}, temperature {temperature}",
                          expected="max_new_tokens >= 1 and temperature >= 0")
     tok = target.tokenizer
     if getattr(tok, "chat_template", None) is None:
         raise InputError("the target's tokenizer has no chat template", fix="use an instruct model")
-    text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True) + prefill
+    text = render_chat(tok, list(msgs)) + prefill
     ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]], device=target.device)
     kw: dict[str, Any] = {"do_sample": temperature > 0, "max_new_tokens": max_new_tokens,
                           "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id}
     if temperature > 0:
         kw.update(temperature=temperature, top_k=0, top_p=1.0)
-        if seed is not None:
-            torch.manual_seed(seed)
     else:
         kw.update(temperature=None, top_k=None, top_p=None)
-    new = target.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)[0, ids.shape[1]:].tolist()
+    cuda = [target.device.index or 0] if target.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda, enabled=temperature > 0 and seed is not None):  # caller's RNG untouched
+        if temperature > 0 and seed is not None:
+            torch.manual_seed(seed)
+        out = target.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)
+    new = out[0, ids.shape[1]:].tolist()
     stop = set(_as_list(getattr(target.model.generation_config, "eos_token_id", None))) | {tok.eos_token_id}
     finished = (bool(new) and new[-1] in stop) or len(new) < max_new_tokens
     return Reply(tok.decode(new, skip_special_tokens=True), len(new), finished)
+
+
+def render_chat(tokenizer: Any, messages: list[dict]) -> str:
+    """The chat template with the generation prompt; a template that refuses the chat (a system turn on a model
+    without one, two user turns in a row) is one clear line, not a jinja traceback."""
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except TemplateError as exc:
+        raise InputError(f"the target's chat template refuses this chat ({str(exc).splitlines()[0][:160]})",
+                         fix="drop the system prompt, or alternate user and assistant turns") from None
 
 
 def _as_list(x: Any) -> list:

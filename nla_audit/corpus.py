@@ -38,7 +38,7 @@ def _read_text(path: Path) -> str:
         raise InputError(f"cannot read {path}: {exc.strerror}", fix="check the path and its permissions") from None
 
 
-def _check_messages(messages: Any, where: str) -> tuple[dict, ...]:
+def check_messages(messages: Any, where: str) -> tuple[dict, ...]:
     if not isinstance(messages, list) or not messages:
         raise InputError(f"{where}: 'messages' must be a non-empty list",
                          expected='[{"role": "user", "content": "..."}, ...]')
@@ -55,7 +55,7 @@ def _record_to_doc(rec: Any, default_id: str, where: str) -> Document:
                          expected='{"id": ..., "text": ...} or {"id": ..., "messages": [...]}')
     doc_id = str(rec.get("id", rec.get("doc_id", default_id)))
     if "messages" in rec:
-        return Document(id=doc_id, messages=_check_messages(rec["messages"], where))
+        return Document(id=doc_id, messages=check_messages(rec["messages"], where))
     text = rec.get("text", rec.get("content"))
     if not isinstance(text, str):
         raise InputError(f"{where}: record has neither 'text' nor 'messages'",
@@ -80,7 +80,7 @@ def _iter_json(path: Path) -> Iterator[Document]:
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})", expected="a JSON document") from None
     if isinstance(obj, list) and obj and all(isinstance(m, dict) and "role" in m for m in obj):
-        yield Document(id=path.stem, messages=_check_messages(obj, str(path)))
+        yield Document(id=path.stem, messages=check_messages(obj, str(path)))
     elif isinstance(obj, dict) and "messages" in obj:
         yield _record_to_doc(obj, path.stem, str(path))
     elif isinstance(obj, list):

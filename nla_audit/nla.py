@@ -19,6 +19,7 @@ from nla_audit.errors import InputError, ModelLoadError
 from nla_audit.metrics import cosine, fve_nrm, mse_nrm, normalize
 
 PICKS = ("closest", "consensus")
+MAX_DOCUMENT_TOKENS = 2048  # a transcript is read up to here (the AR/AV were trained on far shorter contexts)
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class NLA:
         pred = self.ar.reconstruct([e.text for e in expl], batch_size=max(sampling.get("batch_size", 16), 16))
         return expl, pred
 
-    def document_activations(self, doc: Document, max_length: int = 2048) -> tuple[list[int], torch.Tensor]:
+    def document_activations(self, doc: Document, max_length: int = MAX_DOCUMENT_TOKENS) -> tuple[list[int], torch.Tensor]:
         from nla_audit.extract import text_activations
 
         ids = tokenize_document(doc, self.target.tokenizer, max_length)
@@ -189,20 +190,35 @@ def consensus_sample(pred: torch.Tensor, ok: torch.Tensor, k: int) -> torch.Tens
 
 
 def resolve_positions(spec: str | list[int], n_tokens: int) -> list[int]:
-    """'all' (every position but the attention sink 0), 'last', or explicit indices (negative from the end)."""
+    """'all' (every position but the attention sink 0), 'last', or explicit positions: indices and 'a:b' ranges,
+    comma-separated, negative from the end (``"3,7"``, ``"-5:"``, ``"10:20,-1"``); repeats are dropped."""
     if spec == "all":
         return list(range(1, n_tokens))
     if spec == "last":
         return [n_tokens - 1]
     if isinstance(spec, str):
-        try:
-            spec = [int(x) for x in spec.split(",") if x.strip()]
-        except ValueError:
-            raise InputError(f"--positions {spec!r} is not understood", expected="all, last, or i,j,k") from None
+        spec = _parse_position_spec(spec, n_tokens)
     out = []
     for p in spec:
         q = p + n_tokens if p < 0 else p
         if not 0 <= q < n_tokens:
             raise InputError(f"position {p} is out of range for {n_tokens} tokens", expected=f"-{n_tokens} <= i < {n_tokens}")
-        out.append(q)
+        if q not in out:
+            out.append(q)
+    if not out:
+        raise InputError(f"positions {spec!r} select none of the {n_tokens} tokens", expected="all, last, i,j,k or a:b")
+    return out
+
+
+def _parse_position_spec(spec: str, n_tokens: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for part in filter(None, (x.strip() for x in spec.split(","))):
+            if ":" in part:
+                lo, hi = (int(x) if x.strip() else None for x in part.split(":", 1))
+                out += list(range(n_tokens))[slice(lo, hi)]
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise InputError(f"positions {spec!r} are not understood", expected="all, last, i,j,k or a:b (negative from the end)") from None
     return out

@@ -30,7 +30,7 @@ def register(sub) -> None:
     src.add_argument("--vectors", help="activation parquet (activation_vector column)")
     src.add_argument("--transcript", help="JSON chat transcript: a list of {role, content} messages")
     src.add_argument("--text", help="a raw text string")
-    p.add_argument("--positions", default="all", help="all | last | i,j,... (transcript/text)")
+    p.add_argument("--positions", default="all", help="all | last | i,j,... | a:b (negative from the end; transcript/text)")
     p.add_argument("--limit", type=int, default=None, help="explain at most N rows of --vectors")
     p.add_argument("--json", action="store_true", help="JSON Lines on stdout")
     p.add_argument("--html", default=None, help="write an HTML view of the transcript/text here")
@@ -66,9 +66,10 @@ def _document(args):
 
 def document_tokens(nla, doc) -> list[str]:
     from nla_audit.corpus import tokenize_document
+    from nla_audit.nla import MAX_DOCUMENT_TOKENS
 
     tok = nla.target.tokenizer
-    return [tok.decode([i]) for i in tokenize_document(doc, tok, 2048)]
+    return [tok.decode([i]) for i in tokenize_document(doc, tok, MAX_DOCUMENT_TOKENS)]
 
 
 def run(args) -> int:

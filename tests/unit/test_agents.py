@@ -66,10 +66,11 @@ def test_parse_positions():
     assert parse_positions("last", 10, 5) == [9]
     assert parse_positions("3, -1", 10, 5) == [3, 9]
     assert parse_positions("-3:", 10, 5) == [7, 8, 9]
-    assert parse_positions("2:4,8", 10, 5) == [2, 3, 8]
-    for bad, msg in (("10", "out of range"), ("-11", "out of range"), ("x", "not understood"), ("0:6", "at most 5"),
-                     ("5:2", "select no token")):
-        with pytest.raises(AuditToolError, match=msg):
+    assert parse_positions("2:4,8,3", 10, 5) == [2, 3, 8]  # repeats dropped
+    for bad, err, msg in (("10", InputError, "out of range"), ("-11", InputError, "out of range"),
+                          ("x", InputError, "not understood"), ("5:2", InputError, "select none"),
+                          ("0:6", AuditToolError, "at most 5")):
+        with pytest.raises(err, match=msg):
             parse_positions(bad, 10, 5)
 
 
@@ -102,7 +103,8 @@ def test_scripted_audit_runs_every_tool_on_the_target(nla_dirs, sae_dir, tiny_ta
     assert re.findall(r"^\[(\d+)\] .* fve_nrm ", expl, re.MULTILINE) == [str(n - 3), str(n - 2)]
     assert feats.startswith(f"[{n - 2}]") and "#" in feats
     assert details.startswith("#0 ") and "fires on" in details
-    assert search.startswith(("#", "no feature label"))
+    lines = search.splitlines()  # the offline labeller's labels read "ends in “word” ..."
+    assert 1 <= len(lines) <= 10 and all(re.match(r"#\d+ .*ends", x) for x in lines)
     assert rec.report == "the goal is X" and rec.tool_calls == 6
 
 
@@ -121,20 +123,23 @@ def test_budget_refuses_calls_past_it_and_asks_for_the_report(nla_dirs):
                                     {"calls": [{"tool": "tokens", "args": {"transcript_id": "t0"}}] * 2},
                                     {"say": "<report>out of budget</report>"}], budget=3)
     texts = tool_texts(rec)
-    assert len(texts) == 4 and all("budget of 3 calls is spent" in t for t in texts[2:])
-    assert rec.tool_calls == 2 and rec.report == "out of budget"
+    assert len(texts) == 4 and texts[2].startswith("t0: ")  # the last turn's first call fits the budget: it runs
+    assert texts[3].startswith("not run: this call is past the tool budget of 3 calls")
+    assert rec.tool_calls == 3 and rec.report == "out of budget"
 
 
 def test_tool_mistakes_go_back_to_the_model(nla_dirs):
     rec = audit(session(nla_dirs), [call("tokens", transcript_id="t0"), call("chat", message="hi"),
                                     call("explain", transcript_id="t0", positions="999"),
                                     call("explain", transcript_id="t7", positions="1"),
-                                    call("sae_features", transcript_id="t0", position=1)])
+                                    call("sae_features", transcript_id="t0", position=1),
+                                    call("explain", transcript_id="t0")])
     texts = tool_texts(rec)
     assert texts[0].startswith("error: no transcript 't0'") and "call chat first" in texts[0]
     assert texts[2].startswith("error: position 999 is out of range")
     assert texts[3].startswith("error: no transcript 't7'; known transcripts: t0")
-    assert "sae_features" in texts[4] and "error" in texts[4].lower()  # no SAE in this audit: not a tool
+    assert texts[4].startswith("error: there is no tool 'sae_features'; the tools are chat, tokens, explain")
+    assert texts[5].startswith("error: malformed arguments") and "positions" in texts[5]
     assert rec.report == "(the script has no more turns)"
 
 
@@ -200,11 +205,12 @@ def test_reply_continues_the_prefill_after_the_generation_prompt(tiny_target):
     new = out[0, ids.shape[1]:]
     assert got.text == tok.decode(new, skip_special_tokens=True) and got.n_tokens == len(new)
     assert got.finished == (len(new) < 5 or int(new[-1]) == tok.eos_token_id)
-    sampled = [reply(tiny_target, msgs, max_new_tokens=6, temperature=1.0, seed=s).text for s in (1, 1)]
-    assert sampled[0] == sampled[1]
+    state = torch.random.get_rng_state()
+    sampled = [reply(tiny_target, msgs, max_new_tokens=8, temperature=1.0, seed=s).text for s in (1, 1, 2)]
+    assert sampled[0] == sampled[1] != sampled[2] and torch.equal(torch.random.get_rng_state(), state)
 
 
-@pytest.mark.parametrize("msgs,match", [([], "0 message"), ([{"role": "bot", "content": "x"}], "malformed"),
+@pytest.mark.parametrize("msgs,match", [([], "non-empty list"), ([{"role": "bot", "content": "x"}], "unknown role"),
                                         ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
                                          "ends on a 'assistant' turn")])
 def test_reply_rejects_bad_chats(tiny_target, msgs, match):
@@ -282,3 +288,13 @@ def test_inspect_react_agent_uses_the_tools(nla_dirs, tmp_path):
     assert results[0].text.startswith("transcript t0") and "fve_nrm" in results[1].text
     assert results[2].error is not None and "no transcript 't5'" in results[2].error.message
     assert log.samples[0].output.completion.endswith("nothing found")
+
+
+def test_a_model_that_cannot_load_stops_the_audit_before_the_auditor_speaks(nla_dirs, tmp_path):
+    from nla_audit.errors import NLAAuditError
+
+    auditor = ScriptedAuditor(turns=[call("chat", message="hi")])
+    bad = AuditSession(AuditConfig(av=str(tmp_path / "missing"), ar=str(nla_dirs[1])))
+    with pytest.raises(NLAAuditError):
+        asyncio.run(run_audit(bad, auditor, "x"))
+    assert auditor.position == 0
