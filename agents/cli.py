@@ -65,10 +65,22 @@ async def _audit(session, model, args):
     except ImportError:  # a scripted audit needs no anthropic
         APIError = ()  # an empty except-tuple catches nothing
     try:
-        return await run_audit(session, model, args.task, args.max_tool_calls)
+        return await run_audit(session, model, args.task, args.max_tool_calls, on_message=trace)
     except APIError as exc:
         raise NLAAuditError(f"the auditor model failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
                             fix="check ANTHROPIC_API_KEY and --model") from None
+
+
+def trace(message) -> None:
+    """One stderr line per tool call and tool answer, so a user sees the audit move (stdout keeps the report)."""
+    kind = type(message).__name__
+    if kind == "AIMessage":
+        for c in message.tool_calls:
+            args = ", ".join(f"{k}={v!r}" for k, v in c["args"].items())
+            print(f"→ {c['name']}({args})"[:200], file=sys.stderr)
+    elif kind == "ToolMessage":
+        first = str(message.content).strip().splitlines()[:1]
+        print(f"  ← {first[0][:160] if first else ''}", file=sys.stderr)
 
 
 def auditor_model(args):

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -40,9 +40,10 @@ def render_prompt(task: str, session: AuditSession, max_tool_calls: int) -> str:
 
 
 async def run_audit(session: AuditSession, model: Any, task: str, max_tool_calls: int = 20,
-                    tools: Sequence[Any] | None = None) -> AuditRecord:
+                    tools: Sequence[Any] | None = None, on_message: Callable[[Any], None] | None = None) -> AuditRecord:
     """Let ``model`` (a langchain chat model with tool use) audit ``session``'s target; ``tools`` defaults to
-    every tool the session supports."""
+    every tool the session supports. ``on_message`` sees each message as the audit produces it (an audit
+    takes minutes on a CPU; the CLI prints a trace with it)."""
     from langchain_core.messages import HumanMessage, messages_to_dict
 
     from nla_audit.agents.graph import build_auditor, extract_report, recursion_limit, tool_calls_made
@@ -51,9 +52,13 @@ async def run_audit(session: AuditSession, model: Any, task: str, max_tool_calls
     t0 = time.perf_counter()
     await session.run(session.load)  # a model that cannot load stops here, before the auditor's first turn
     graph = build_auditor(model, tools if tools is not None else audit_tools(session), max_tool_calls)
-    state = await graph.ainvoke({"messages": [HumanMessage(render_prompt(task, session, max_tool_calls))]},
-                                config={"recursion_limit": recursion_limit(max_tool_calls)})
-    msgs = state["messages"]
+    msgs: list[Any] = []
+    async for state in graph.astream({"messages": [HumanMessage(render_prompt(task, session, max_tool_calls))]},
+                                     config={"recursion_limit": recursion_limit(max_tool_calls)}, stream_mode="values"):
+        for m in state["messages"][len(msgs):]:
+            if on_message is not None:
+                on_message(m)
+        msgs = state["messages"]
     return AuditRecord(task=task, report=extract_report(msgs), tool_calls=tool_calls_made(msgs),
                        max_tool_calls=max_tool_calls, wall_s=round(time.perf_counter() - t0, 2),
                        messages=messages_to_dict(msgs),

@@ -232,7 +232,9 @@ def test_cli_audit_with_a_script_writes_the_record(nla_dirs, tmp_path, capsys):
     out = tmp_path / "audit.json"
     rc = main(["audit", "what is going on?", "--script", str(plan), "--av", str(av), "--ar", str(ar),
                "--transcript", str(chat), "--out", str(out)])
-    assert rc == 0 and capsys.readouterr().out.strip() == "all clear"
+    out_err = capsys.readouterr()
+    assert rc == 0 and out_err.out.strip() == "all clear"
+    assert "→ chat(message='hi')" in out_err.err and "  ← transcript t1" in out_err.err  # the trace, on stderr
     rec = json.loads(out.read_text())
     assert rec["tool_calls"] == 1 and list(rec["transcripts"]) == ["t0", "t1"]
     assert rec["transcripts"]["t0"][1]["content"] == "Cake." and "t0: 2 messages" in rec["messages"][0]["data"]["content"]
