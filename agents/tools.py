@@ -49,11 +49,16 @@ def parse_positions(spec: str, n_tokens: int, limit: int) -> list[int]:
     return pos
 
 
-def _transcript(session: AuditSession, tid: str):
+def _check_id(session: AuditSession, tid: str) -> str:
     if tid not in session.transcripts:
         known = ", ".join(session.transcripts) or "none yet: call chat first"
         raise AuditToolError(f"no transcript {tid!r}; known transcripts: {known}")
-    return session.activations(tid)
+    return tid
+
+
+def _transcript(session: AuditSession, tid: str):
+    """The transcript with its ids and activations (model work: call it through ``session.run``)."""
+    return session.activations(_check_id(session, tid))
 
 
 def _tok(session: AuditSession, ids: list[int], p: int) -> str:
@@ -79,9 +84,7 @@ def audit_tools(session: AuditSession) -> list[Tool]:
             The new transcript id and the target's reply (after the prefill), flagged when it was cut short.
         """
         if continue_transcript:
-            if continue_transcript not in session.transcripts:
-                await session.run(_transcript, session, continue_transcript)  # raises the "no transcript" error
-            msgs = list(session.transcripts[continue_transcript].messages)
+            msgs = list(session.transcripts[_check_id(session, continue_transcript)].messages)
         else:
             msgs = [{"role": "system", "content": system}] if system else []
         msgs.append({"role": "user", "content": message})
