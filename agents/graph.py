@@ -22,7 +22,7 @@ from langchain_core.tools import StructuredTool, ToolException
 from langgraph.graph import END, START, StateGraph
 
 from nla_audit.agents.state import AuditState
-from nla_audit.agents.tools import AuditToolError, Tool
+from nla_audit.agents.tools import AuditToolError, Tool, translate_errors
 
 BUDGET_SPENT = "not run: this call is past the tool budget of {n} calls. Write your final <report> now."
 REFUSED = "budget"
@@ -34,13 +34,7 @@ def langchain_tool(fn: Tool) -> StructuredTool:
     """One audit tool as a langchain tool: the name, description and argument docs langchain parses from ``fn``;
     ``AuditToolError`` goes back to the model as the tool's answer."""
     parsed = StructuredTool.from_function(coroutine=fn, parse_docstring=True)
-
-    async def call(**kwargs: Any) -> str:
-        try:
-            return await fn(**kwargs)
-        except AuditToolError as exc:
-            raise ToolException(f"error: {exc}") from None
-
+    call = translate_errors(fn, AuditToolError, lambda msg: ToolException(f"error: {msg}"))
     return StructuredTool.from_function(coroutine=call, name=parsed.name, description=parsed.description,
                                         args_schema=parsed.args_schema, handle_tool_error=True,
                                         handle_validation_error=_bad_arguments)

@@ -7,24 +7,16 @@ inspect's ``ToolError``, which inspect reports to the model instead of failing t
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from nla_audit.agents.session import AuditSession
-from nla_audit.agents.tools import AuditToolError, Tool, audit_tools
+from nla_audit.agents.tools import AuditToolError, Tool, audit_tools, translate_errors
 
 
 def inspect_tool(fn: Tool) -> Any:
     from inspect_ai.tool import ToolDef, ToolError
 
-    @functools.wraps(fn)
-    async def call(*args: Any, **kwargs: Any) -> str:
-        try:
-            return await fn(*args, **kwargs)
-        except AuditToolError as exc:
-            raise ToolError(str(exc)) from None
-
-    return ToolDef(call)
+    return ToolDef(translate_errors(fn, AuditToolError, ToolError))
 
 
 def inspect_tools(session: AuditSession) -> list[Any]:

@@ -26,18 +26,24 @@ class AuditToolError(Exception):
     """A tool call the model got wrong and can retry; the message says what to do instead."""
 
 
-def recoverable(fn: Tool) -> Tool:
-    """Input errors from the core (bad chat, bad position) become ``AuditToolError``; anything else (a model
-    that cannot load) still stops the audit."""
+def translate_errors(fn: Tool, catch: type[Exception], make: Callable[[str], Exception]) -> Tool:
+    """``fn`` with ``catch`` re-raised as ``make(message)``: how each layer turns the layer below's "you got this
+    wrong" into its own (core ``InputError`` → ``AuditToolError`` → langchain / inspect tool errors)."""
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> str:
         try:
             return await fn(*args, **kwargs)
-        except InputError as exc:
-            raise AuditToolError(str(exc)) from None
+        except catch as exc:
+            raise make(str(exc)) from None
 
     return wrapper
+
+
+def recoverable(fn: Tool) -> Tool:
+    """Input errors from the core (bad chat, bad position) become ``AuditToolError``; anything else (a model
+    that cannot load) still stops the audit."""
+    return translate_errors(fn, InputError, AuditToolError)
 
 
 def parse_positions(spec: str, n_tokens: int, limit: int) -> list[int]:
