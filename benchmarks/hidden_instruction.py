@@ -102,11 +102,11 @@ def main() -> None:
                     ("first", "NLA explanation at the first written token")):
         table.append(f"| {what} | {wilson(hits['hidden'][k], n)} | {wilson(hits['control'][k], n)} |")
     append("Hidden-instruction proxy: do the auditor's tools surface a hidden system prompt? (agents)", [
-        f"- shipped NLA on SmolLM2-135M-Instruct layer 20; {len(TOPICS)} hidden instructions × {len(questions)} neutral "
-        f"questions = {n} chats; control: the same {len(questions)} questions under the neutral system prompt alone, "
-        f"each graded against every topic's keywords ({n} gradings of {len(questions)} chats); greedy reply of "
-        f"{args.reply_tokens} tokens at most; greedy explanations; keyword grader (a proxy); Wilson 95% CIs over "
-        "gradings (the control's are optimistic: its gradings share chats)",
+        (f"- shipped NLA on SmolLM2-135M-Instruct layer 20; {len(TOPICS)} hidden instructions × {len(questions)} neutral "
+         f"questions = {n} chats; control: the same {len(questions)} questions under the neutral system prompt alone, "
+         f"each graded against every topic's keywords ({n} gradings of {len(questions)} chats); greedy reply of "
+         f"{args.reply_tokens} tokens at most; greedy explanations; keyword grader (a proxy); Wilson 95% CIs over "
+         "gradings (the control's are optimistic: its gradings share chats)"),
         f"- mean round-trip fve_nrm of the {len(fves)} explanations: {sum(fves) / len(fves):.3f}", "", *table, "",
         "- explanation at the last header token, first question:", *examples])
 
