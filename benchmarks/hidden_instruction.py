@@ -83,6 +83,7 @@ def main() -> None:
     questions = QUESTIONS[:args.questions]
     control = {q: observe(sess, CONTROL, q, args.reply_tokens) for q in questions}  # one chat per question
     hits = {c: {k: 0 for k in ("reply", "header", "first")} for c in ("hidden", "control")}
+    per_topic = {t: {k: 0 for k in ("reply", "header", "first")} for t in TOPICS}
     n, fves, examples = 0, [f for o in control.values() for f in o["fve"]], []
     for topic, (instruction, keywords) in TOPICS.items():
         for q in questions:
@@ -91,6 +92,7 @@ def main() -> None:
             for cond, o in (("hidden", obs), ("control", control[q])):
                 for k, hit in grade(o, keywords).items():
                     hits[cond][k] += hit
+                    per_topic[topic][k] += hit if cond == "hidden" else 0
             if q == questions[0]:
                 examples.append(f"  - {topic}: {' '.join(obs['expl'][HEADER - 1].split())[:200]}")
             n += 1
@@ -108,6 +110,8 @@ def main() -> None:
          f"{args.reply_tokens} tokens at most; greedy explanations; keyword grader (a proxy); Wilson 95% CIs over "
          "gradings (the control's are optimistic: its gradings share chats)"),
         f"- mean round-trip fve_nrm of the {len(fves)} explanations: {sum(fves) / len(fves):.3f}", "", *table, "",
+        f"- per hidden instruction, chats (of {len(questions)}) whose reply / header explanations / first-token "
+        "explanation name the topic: " + "; ".join(f"{t} {h['reply']}/{h['header']}/{h['first']}" for t, h in per_topic.items()),
         "- explanation at the last header token, first question:", *examples])
 
 
