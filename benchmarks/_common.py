@@ -44,3 +44,17 @@ def append(title: str, lines: list[str]) -> None:
     with open(BENCH, "a", encoding="utf-8") as f:
         f.write("\n".join(block) + "\n")
     print("\n".join(block))
+
+
+def load_nla_and_validation_rows(data: str, av: str, ar: str, choosing: str):
+    """(NLA in float32, raw vectors, doc ids) for a benchmark that picks a decoding setting; the test split is
+    refused, since a setting chosen on it would make the held-out score optimistic."""
+    from nla_audit.nla import NLA
+    from nla_audit.sidecar import read_dataset_sidecar
+    from nla_audit.vectors import read_vectors
+
+    if (read_dataset_sidecar(data).get("split") or {}).get("name") == "test":
+        sys.exit(f"error: {data} is the test split; choose {choosing} on training-split or validation rows "
+                 "(train av-texts writes them)")
+    vecs, cols = read_vectors(data, ["doc_id"])
+    return NLA.load(av, ar, dtype="float32"), vecs, list(cols["doc_id"])

@@ -46,20 +46,14 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    from _common import append
+    from _common import append, load_nla_and_validation_rows
     from nla_audit.evals._fve import bootstrap_ci
 
     from nla_audit.metrics import mse_nrm
-    from nla_audit.nla import NLA
-    from nla_audit.sidecar import read_dataset_sidecar
-    from nla_audit.vectors import read_vectors
 
-    if (read_dataset_sidecar(args.data).get("split") or {}).get("name") == "test":
-        sys.exit(f"error: {args.data} is the test split; choose the guidance weight on training-split rows")
-    nla = NLA.load(args.av, args.ar, dtype="float32")
-    vecs, cols = read_vectors(args.data, ["doc_id"])
-    rows = pick_rows(list(cols["doc_id"]), args.docs, args.positions, seed=0)
-    v, docs = torch.from_numpy(vecs[rows].copy()), [cols["doc_id"][i] for i in rows]
+    nla, vecs, doc_ids = load_nla_and_validation_rows(args.data, args.av, args.ar, "the guidance weight")
+    rows = pick_rows(doc_ids, args.docs, args.positions, seed=0)
+    v, docs = torch.from_numpy(vecs[rows].copy()), [doc_ids[i] for i in rows]
     null, base = torch.tensor(nla.ar.meta.mean_direction), nla.ar.meta.fve_baseline()
     per_w, lines = {}, []
 

@@ -26,18 +26,12 @@ def main() -> None:
 
     import torch
 
-    from _common import append
+    from _common import append, load_nla_and_validation_rows
     from nla_audit.evals._fve import bootstrap_ci
     from nla_audit.metrics import mse_nrm
-    from nla_audit.nla import NLA
-    from nla_audit.sidecar import read_dataset_sidecar
-    from nla_audit.vectors import read_vectors
 
-    if (read_dataset_sidecar(args.data).get("split") or {}).get("name") == "test":
-        sys.exit(f"error: {args.data} is the test split; choose decoding on validation rows (train av-texts writes them)")
-    nla = NLA.load(args.av, args.ar, dtype="float32")
-    vecs, cols = read_vectors(args.data, ["doc_id"])
-    v, docs = torch.from_numpy(vecs.copy()), list(cols["doc_id"])  # CIs resample documents, not rows
+    nla, vecs, docs = load_nla_and_validation_rows(args.data, args.av, args.ar, "decoding")
+    v = torch.from_numpy(vecs.copy())  # CIs resample documents, not rows
     base = nla.ar.meta.fve_baseline()
     per_row, lines = {}, []
     for t in args.temperatures:
