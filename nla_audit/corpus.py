@@ -8,7 +8,7 @@ A document is either raw text or a chat transcript (``messages``); tokenization 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,14 +149,28 @@ def _iter_path(path: Path) -> Iterator[Document]:
                          expected=".jsonl, .json, .parquet, .txt/.md or a folder of those")
 
 
-def iter_documents(source: str | Path | None) -> Iterator[Document]:
-    """Yield documents from a corpus path, folder, ``default``, or ``hf:<dataset>[:split[:column]]``."""
+CORPUS_SPECS = ("default", "sharegpt", "mix", "mix:<chat share>")
+MIX_CHAT_SHARE = 0.5  # the released NLAs' mix: half chat, half text, by tokens (official_nla.md §4.1)
+
+
+def iter_documents(source: str | Path | None, tokenizer: Any = None, max_length: int = 1024) -> Iterator[Document]:
+    """Yield documents from a corpus path, folder, ``default`` (fortunes), ``sharegpt`` (chats), ``mix`` /
+    ``mix:<chat share>`` (ShareGPT and fortunes balanced by tokens: needs ``tokenizer``), or
+    ``hf:<dataset>[:split[:column]]``."""
     if source is None or str(source) == "default":
         from nla_audit.default_corpus import ensure_default_corpus
 
         yield from _iter_jsonl(ensure_default_corpus())
         return
     src = str(source)
+    if src == "sharegpt":
+        from nla_audit.sharegpt import iter_sharegpt
+
+        yield from iter_sharegpt()
+        return
+    if src == "mix" or src.startswith("mix:"):
+        yield from _iter_mix(src, tokenizer, max_length)
+        return
     if src.startswith("hf:"):
         from nla_audit.hub import iter_hf_dataset
 
@@ -166,7 +180,7 @@ def iter_documents(source: str | Path | None) -> Iterator[Document]:
     path = Path(src).expanduser()
     if not path.exists():
         raise InputError(f"corpus {src} does not exist",
-                         fix="pass a .jsonl/.json/.parquet/.txt file, a folder, 'default', or hf:<dataset>")
+                         fix="pass a .jsonl/.json/.parquet/.txt file, a folder, default, sharegpt, mix, or hf:<dataset>")
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
         for p in files:
@@ -175,16 +189,52 @@ def iter_documents(source: str | Path | None) -> Iterator[Document]:
         yield from _iter_path(path)
 
 
+def parse_mix(spec: str) -> float:
+    """``mix`` → 0.5, ``mix:0.7`` → 0.7: the chat share of the mix's tokens."""
+    _, _, share = spec.partition(":")
+    try:
+        value = float(share) if share else MIX_CHAT_SHARE
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise InputError(f"corpus {spec!r} is not understood", expected="mix, or mix:<chat share> with 0 < share < 1",
+                         fix="e.g. --corpus mix:0.5")
+    return value
+
+
+def mix_by_tokens(sources: Sequence[Iterator[Document]], shares: Sequence[float],
+                  count: Any) -> Iterator[Document]:
+    """Interleave documents so each source's running token total tracks its share; ``count(doc)`` is the tokens
+    a document contributes. Stops when any source runs out, so the shares hold for what was yielded."""
+    totals = [0] * len(sources)
+    while True:
+        i = min(range(len(sources)), key=lambda j: (totals[j] / shares[j], j))
+        doc = next(sources[i], None)
+        if doc is None:
+            return
+        totals[i] += count(doc)
+        yield doc
+
+
+def _iter_mix(spec: str, tokenizer: Any, max_length: int) -> Iterator[Document]:
+    share = parse_mix(spec)
+    if tokenizer is None:
+        raise InputError(f"corpus {spec!r} balances chat and text by tokens, so it needs the model's tokenizer",
+                         fix="use it through nla-audit extract / train (which pass the tokenizer)")
+    from nla_audit.sharegpt import iter_sharegpt
+
+    yield from mix_by_tokens([iter_sharegpt(), iter_documents("default")], [share, 1 - share],
+                             lambda d: len(tokenize_document(d, tokenizer, max_length)))
+
+
 def tokenize_document(doc: Document, tokenizer: Any, max_length: int) -> list[int]:
     """Token ids for a document. Raw text gets the tokenizer's special tokens (BOS where the model has one);
-    transcripts are rendered with the model's chat template and encoded with ``add_special_tokens=False``
-    (otherwise Llama/Gemma get a second BOS)."""
+    transcripts are rendered with the model's chat template, encoded with ``add_special_tokens=False``
+    (otherwise Llama/Gemma get a second BOS), and cut to ``max_length`` at a turn boundary
+    (``nla_audit.chat_layout``)."""
     if doc.messages is not None:
-        if getattr(tokenizer, "chat_template", None) is None:
-            raise InputError(f"document {doc.id} is a chat transcript but the tokenizer has no chat template",
-                             fix="pass raw text, or use an instruct model with a chat template")
-        rendered = tokenizer.apply_chat_template(list(doc.messages), tokenize=False)
-        ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
-    else:
-        ids = tokenizer(doc.text, add_special_tokens=True)["input_ids"]
+        from nla_audit.chat_layout import chat_layout
+
+        return list(chat_layout(tokenizer, doc.messages, max_length).ids)
+    ids = tokenizer(doc.text, add_special_tokens=True)["input_ids"]
     return list(ids[:max_length])

@@ -25,6 +25,7 @@ from nla_audit.errors import InputError
 from nla_audit.models import Target, check_layer, decoder_layers, default_layer, load_target
 
 MIN_POSITION = 50
+CONTROL_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,14 @@ class ExtractConfig:
     max_docs: int | None = None
     dtype: str = "auto"
     device: str | None = None
+    # chat transcripts: the share of a document's positions drawn from chat-template (control) tokens; the rest
+    # are content tokens spread over every turn. min_position does not apply to chats (it would drop early turns)
+    control_share: float = CONTROL_SHARE
 
     def __post_init__(self) -> None:
+        if not 0 <= self.control_share <= 1:
+            raise InputError(f"control share is {self.control_share}",
+                             expected="a fraction in [0, 1] of a chat's positions taken at template tokens")
         if self.positions_per_doc < 1:
             raise InputError(f"positions per document is {self.positions_per_doc}", expected="an integer >= 1")
         if self.min_position < 1:
@@ -75,6 +82,42 @@ def sample_positions(ids: Sequence[int], special_ids: set[int], min_position: in
         return pool
     picked = doc_rng(seed, doc_id).choice(len(pool), size=k, replace=False)
     return sorted(pool[i] for i in picked)
+
+
+def sample_chat_positions(layout: Any, k: int, control_share: float, seed: int, doc_id: str,
+                          all_positions: bool = False) -> list[int]:
+    """Up to ``k`` positions of a chat: ``round(k · control_share)`` at template tokens (special ones included:
+    ``<|im_start|>`` and ``<|im_end|>`` are where the auditing signal sits), the rest at content tokens with
+    one in each message first (in a random order of messages), then anywhere. Position 0 is never taken.
+    When one pool runs short, the other fills the gap."""
+    control = [p for p in layout.control_positions() if p >= 1]
+    content = [p for p in range(1, len(layout.ids)) if not layout.control[p]]
+    if all_positions or len(control) + len(content) <= k:
+        return sorted(control + content)
+    rng = doc_rng(seed, doc_id)
+    n_control = min(len(control), round(k * control_share))
+    n_content = min(len(content), k - n_control)
+    n_control = min(len(control), k - n_content)
+    picked = [control[i] for i in rng.choice(len(control), size=n_control, replace=False)] if n_control else []
+    by_message: dict[int, list[int]] = {}
+    for p in content:
+        by_message.setdefault(layout.message[p], []).append(p)
+    first = []
+    for m in rng.permutation(sorted(by_message)).tolist()[:n_content]:
+        pool = by_message[m]
+        first.append(pool[int(rng.integers(len(pool)))])
+    rest = sorted(set(content) - set(first))
+    more = n_content - len(first)
+    if more > 0:
+        first += [rest[i] for i in rng.choice(len(rest), size=more, replace=False)]
+    return sorted(picked + first)
+
+
+def position_kinds(layout: Any, positions: Sequence[int]) -> list[str]:
+    """``control`` or ``content`` per chat position; text documents are all ``text``."""
+    if layout is None:
+        return ["text"] * len(positions)
+    return ["control" if layout.control[p] else "content" for p in positions]
 
 
 # ------------------------------------------------------------------------------------------- forward
@@ -157,9 +200,29 @@ class ExtractResult:
         return self.tokens / max(self.seconds, 1e-9)
 
 
-def _prepared_docs(docs: Iterator[Document], tok: Any, cfg: ExtractConfig) -> Iterator[tuple[Document, list[int]]]:
+def prepare_document(doc: Document, tok: Any, max_length: int) -> tuple[list[int], Any]:
+    """(token ids, chat layout or None): one encoding for extraction, the teacher and benchmarks alike."""
+    if doc.messages is None:
+        return tokenize_document(doc, tok, max_length), None
+    from nla_audit.chat_layout import chat_layout
+
+    layout = chat_layout(tok, doc.messages, max_length)
+    return list(layout.ids), layout
+
+
+def pick_positions(ids: list[int], layout: Any, cfg: ExtractConfig, specials: set[int], doc_id: str) -> list[int]:
+    """The extraction rule for one document: chats by ``sample_chat_positions``, text by ``sample_positions``."""
+    if layout is not None:
+        return sample_chat_positions(layout, cfg.positions_per_doc, cfg.control_share, cfg.seed, doc_id,
+                                     cfg.all_positions)
+    return sample_positions(ids, specials, cfg.min_position, cfg.positions_per_doc, cfg.seed, doc_id,
+                            cfg.all_positions)
+
+
+def _prepared_docs(docs: Iterator[Document], tok: Any, cfg: ExtractConfig) -> Iterator[tuple[Document, list[int], Any]]:
     for doc in docs:
-        yield doc, tokenize_document(doc, tok, cfg.max_length)
+        ids, layout = prepare_document(doc, tok, cfg.max_length)
+        yield doc, ids, layout
 
 
 def _chunks(it: Iterator, size: int) -> Iterator[list]:
@@ -173,7 +236,12 @@ def extract_activations(cfg: ExtractConfig, target: Target | None = None, progre
     from nla_audit.sidecar import write_dataset_sidecar
 
     check_writable(cfg.out)
-    docs_iter = iter_documents(cfg.corpus)
+    tokenizer = target.tokenizer if target is not None else None
+    if tokenizer is None and corpus_needs_tokenizer(cfg.corpus):
+        from nla_audit.models import load_tokenizer, resolve_model_path
+
+        tokenizer = load_tokenizer(resolve_model_path(cfg.model))
+    docs_iter = iter_documents(cfg.corpus, tokenizer, cfg.max_length)
     if cfg.max_docs is not None:
         docs_iter = islice(docs_iter, cfg.max_docs)
     first = next(docs_iter, None)  # fail on an empty corpus before loading a model
@@ -188,20 +256,21 @@ def extract_activations(cfg: ExtractConfig, target: Target | None = None, progre
     start = time.perf_counter()
     from nla_audit.vectors import VectorWriter
 
-    with atomic_path(cfg.out, ".parquet") as tmp, RateProgress("extract", enabled=progress) as bar:
-        writer = VectorWriter(tmp, target.d_model)
+    import pyarrow as pa
+
+    with atomic_path(cfg.out, ".parquet") as tmp, RateProgress("extract", total=cfg.max_docs, enabled=progress) as bar:
+        writer = VectorWriter(tmp, target.d_model, {"position_kind": pa.string()})
         all_docs = _prepared_docs(_chain(first, docs_iter), tok, cfg)
         # Sort a window of documents by length so batches carry little padding; output order stays deterministic.
         for window in _chunks(all_docs, cfg.batch_size * 16):
             window.sort(key=lambda x: len(x[1]))
             for batch in _chunks(iter(window), cfg.batch_size):
                 n_docs += len(batch)
-                picks = [sample_positions(ids, specials, cfg.min_position, cfg.positions_per_doc, cfg.seed, doc.id,
-                                          cfg.all_positions) for doc, ids in batch]
-                keep = [(d, ids, p) for (d, ids), p in zip(batch, picks) if p]
-                batch_tokens = sum(len(ids) for _, ids in batch)
+                picks = [pick_positions(ids, layout, cfg, specials, doc.id) for doc, ids, layout in batch]
+                keep = [(d, ids, p, lay) for (d, ids, lay), p in zip(batch, picks) if p]
+                batch_tokens = sum(len(ids) for _, ids, _ in batch)
                 if keep:
-                    hidden = block_outputs(target.model, layer, [ids[: max(p) + 1] for _, ids, p in keep], pad)
+                    hidden = block_outputs(target.model, layer, [ids[: max(p) + 1] for _, ids, p, _ in keep], pad)
                     writer.write(_rows(keep, hidden, tok, layer))
                     n_used += len(keep)
                 n_tokens += batch_tokens
@@ -217,6 +286,19 @@ def extract_activations(cfg: ExtractConfig, target: Target | None = None, progre
     return result
 
 
+def corpus_needs_tokenizer(corpus: str) -> bool:
+    """Corpus specs whose documents depend on the model's tokenizer (the token-balanced mix)."""
+    return str(corpus) == "mix" or str(corpus).startswith("mix:")
+
+
+def position_rule(cfg: ExtractConfig) -> dict:
+    """How positions were chosen, for the sidecar: a reader of the data can tell chat from text rules."""
+    return {"text": f"positions >= {cfg.min_position} whose token is not special",
+            "chat": f"{cfg.control_share:g} of a chat's positions at chat-template tokens (special ones included), "
+                    "the rest at content tokens, at least one per message first; any position >= 1",
+            "control_share": cfg.control_share, "per_document": "all" if cfg.all_positions else cfg.positions_per_doc}
+
+
 def _chain(first: Document, rest: Iterator[Document]) -> Iterator[Document]:
     yield first
     yield from rest
@@ -224,8 +306,9 @@ def _chain(first: Document, rest: Iterator[Document]) -> Iterator[Document]:
 
 def _rows(keep: list, hidden: Any, tok: Any, layer: int) -> dict[str, list]:
     cols: dict[str, list] = {k: [] for k in ("activation_vector", "doc_id", "n_raw_tokens",
-                                              "detokenized_text_truncated", "activation_layer")}
-    for b, (doc, ids, positions) in enumerate(keep):
+                                              "detokenized_text_truncated", "activation_layer", "position_kind")}
+    for b, (doc, ids, positions, layout) in enumerate(keep):
+        cols["position_kind"] += position_kinds(layout, positions)
         for p in positions:
             cols["activation_vector"].append(hidden[b, p].numpy())
             cols["doc_id"].append(doc.id)
@@ -253,6 +336,7 @@ def _sidecar_meta(cfg: ExtractConfig, target: Target, res: ExtractResult) -> dic
             "corpus": str(cfg.corpus),
             "positions_per_doc": "all" if cfg.all_positions else cfg.positions_per_doc,
             "min_position": cfg.min_position,
+            "position_rule": position_rule(cfg),
             "seed": cfg.seed,
             "max_length": cfg.max_length,
             "tokenizer_fingerprint": tokenizer_fingerprint(target.tokenizer),

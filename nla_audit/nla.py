@@ -144,7 +144,12 @@ class NLA:
 
     def explain_document(self, doc: Document, positions: str | list[int] = "all", **sampling: Any) -> list[ExplainedActivation]:
         ids, acts = self.document_activations(doc)
-        pos = resolve_positions(positions, len(ids))
+        layout = None
+        if doc.messages is not None and positions in TEMPLATE_SPECS:
+            from nla_audit.chat_layout import chat_layout
+
+            layout = chat_layout(self.target.tokenizer, doc.messages, MAX_DOCUMENT_TOKENS)
+        pos = resolve_positions(positions, len(ids), layout)
         rows = self.explain_vectors(acts[pos], **sampling)
         tok = self.target.tokenizer
         return [ExplainedActivation(**{**r.to_dict(), "position": p, "token": tok.decode([ids[p]])})
@@ -189,9 +194,30 @@ def consensus_sample(pred: torch.Tensor, ok: torch.Tensor, k: int) -> torch.Tens
     return torch.arange(p.shape[0]) * k + dist.argmin(dim=1)
 
 
-def resolve_positions(spec: str | list[int], n_tokens: int) -> list[int]:
-    """'all' (every position but the attention sink 0), 'last', or explicit positions: indices and 'a:b' ranges,
-    comma-separated, negative from the end (``"3,7"``, ``"-5:"``, ``"10:20,-1"``); repeats are dropped."""
+def template_positions(spec: str, layout: Any) -> list[int]:
+    """``header``: the chat-template tokens right before the last assistant message (``<|im_end|>``,
+    ``<|im_start|>assistant`` and the line break for ChatML), where the reply is planned; ``control``: every
+    template token but position 0."""
+    if spec == "control":
+        return [p for p in layout.control_positions() if p >= 1]
+    last = max((i for i, m in enumerate(layout.messages) if m["role"] == "assistant"), default=None)
+    if last is None:
+        raise InputError("positions 'header' need an assistant message in the transcript",
+                         fix="add the assistant's reply, or pick positions by index")
+    return [p for p in layout.control_positions() if p >= 1 and layout.message[p] == last]
+
+
+TEMPLATE_SPECS = ("header", "control")
+
+
+def resolve_positions(spec: str | list[int], n_tokens: int, layout: Any = None) -> list[int]:
+    """'all' (every position but the attention sink 0), 'last', 'header' / 'control' (chat transcripts: see
+    ``template_positions``), or explicit positions: indices and 'a:b' ranges, comma-separated, negative from the
+    end (``"3,7"``, ``"-5:"``, ``"10:20,-1"``); repeats are dropped."""
+    if spec in TEMPLATE_SPECS:
+        if layout is None:
+            raise InputError(f"positions {spec!r} need a chat transcript", fix="pass --transcript, or positions by index")
+        return template_positions(str(spec), layout)
     if spec == "all":
         return list(range(1, n_tokens))
     if spec == "last":
@@ -220,5 +246,6 @@ def _parse_position_spec(spec: str, n_tokens: int) -> list[int]:
             else:
                 out.append(int(part))
     except ValueError:
-        raise InputError(f"positions {spec!r} are not understood", expected="all, last, i,j,k or a:b (negative from the end)") from None
+        raise InputError(f"positions {spec!r} are not understood",
+                         expected="all, last, header, control, i,j,k or a:b (negative from the end)") from None
     return out

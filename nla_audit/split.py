@@ -30,8 +30,16 @@ def parse_fractions(spec: str) -> dict[str, float]:
     return out
 
 
+def split_key(doc_id: str) -> str:
+    """The unit a split keeps together: ``X#3`` (chunk 3 of document X, e.g. a ShareGPT conversation cut into
+    records) → ``X``; any other id is its own unit."""
+    head, sep, tail = doc_id.rpartition("#")
+    return head if sep and head and tail.isdigit() else doc_id
+
+
 def assign_split(doc_id: str, fractions: dict[str, float], seed: int) -> str:
-    u = int.from_bytes(hashlib.sha256(f"{seed}|{doc_id}".encode()).digest()[:8], "little") / 2**64
+    """A pure function of the seed and the document's ``split_key``: chunks of one document share a split."""
+    u = int.from_bytes(hashlib.sha256(f"{seed}|{split_key(doc_id)}".encode()).digest()[:8], "little") / 2**64
     acc = 0.0
     for name, frac in fractions.items():
         acc += frac
@@ -60,7 +68,7 @@ def split_dataset(path: str | Path, out_dir: str | Path, fractions: dict[str, fl
             pq.write_table(table.take(idx), tmp, compression="zstd")
         sub = {k: v for k, v in meta.items() if k not in ("created_at", "kind", "schema_version")}
         sub.update(dataset_id=f"{meta.get('dataset_id', path.stem)}_{name}", row_count=int(len(idx)),
-                   split={"name": name, "fractions": fractions, "seed": seed, "by": "doc_id"},
+                   split={"name": name, "fractions": fractions, "seed": seed, "by": "doc_id (X#N chunks as X)"},
                    parent_datasets=[str(path)])
         write_dataset_sidecar(out, sub)
         counts[name] = int(len(idx))

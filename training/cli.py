@@ -20,6 +20,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--pool-sft", action="store_true",
                    help="both SFT parquets hold the rows of both SFT splits (twice the warm-start data)")
+    p.add_argument("--dtype", default="bfloat16",
+                   help="the offline teacher's forward (default bfloat16, the shipped recipe's; float32 runs ~5x "
+                        "faster on CPUs without native bf16)")
     p.set_defaults(func=run_datagen)
 
     t = sub.add_parser("train", help="train an NLA: ar-sft, av-sft, rl")
@@ -59,7 +62,7 @@ def run_datagen(args) -> int:
 
     counts = go(DatagenConfig(data=args.data, out_dir=args.out_dir, teacher=args.teacher,
                               teacher_model=args.teacher_model, seed=args.seed, max_rows=args.max_rows,
-                              eval_rows=args.eval_rows, pool_sft=args.pool_sft))
+                              eval_rows=args.eval_rows, pool_sft=args.pool_sft, dtype=args.dtype))
     for k, v in counts.items():
         print(f"{k}: {v} rows → {Path(args.out_dir) / (k + '.parquet')}")
     return 0

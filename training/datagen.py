@@ -92,7 +92,8 @@ def made_pooled(meta: dict) -> bool:
 
 def offline_explanations(meta: dict, needed: dict[str, set[int]], dtype: str) -> dict[tuple[str, int], str]:
     """Re-read the corpus named in the sidecar, so the teacher sees exactly the extracted token ids."""
-    from nla_audit.corpus import iter_documents, tokenize_document
+    from nla_audit.corpus import iter_documents
+    from nla_audit.extract import prepare_document
     from nla_audit.models import load_target
     from nla_audit.progress import RateProgress
 
@@ -102,29 +103,55 @@ def offline_explanations(meta: dict, needed: dict[str, set[int]], dtype: str) ->
     target = load_target(ext.get("model_path") or ext["base_model"], dtype=dtype)
     teacher = OfflineTeacher(target)
     out: dict[tuple[str, int], str] = {}
-    pending: list[tuple[str, list[int], list[int]]] = []
+    pending: list[tuple[str, list[int], list[int], Any]] = []
 
     def flush() -> None:
-        results = teacher.explain_documents([(ids, pos) for _, ids, pos in pending])
-        for (doc_id, _ids, pos), expls in zip(pending, results):
+        results = teacher.explain_documents([(ids, pos, layout) for _, ids, pos, layout in pending])
+        for (doc_id, _ids, pos, _layout), expls in zip(pending, results):
             for p, e in zip(pos, expls):
                 out[(doc_id, p + 1)] = e
         pending.clear()
 
     with RateProgress("teacher", total=len(needed)) as bar:
-        for doc in iter_documents(ext["corpus"]):
-            if doc.id not in needed:
+        max_length = int(ext.get("max_length", 1024))
+        left = set(needed)
+        for doc in iter_documents(ext["corpus"], target.tokenizer, max_length):
+            if not left:
+                break  # every needed document seen: the rest of a large corpus need not be read
+            if doc.id not in left:
                 continue
-            ids = tokenize_document(doc, target.tokenizer, int(ext.get("max_length", 1024)))
+            left.discard(doc.id)
+            ids, layout = prepare_document(doc, target.tokenizer, max_length)
             pos = sorted(n - 1 for n in needed[doc.id] if n - 1 < len(ids))
             if pos:
-                pending.append((doc.id, ids, pos))
+                pending.append((doc.id, ids, pos, layout))
             if len(pending) >= teacher.batch_size:
-                bar.advance(len(pending), sum(max(p) for _, _, p in pending))
+                bar.advance(len(pending), sum(max(p) for _, _, p, _ in pending))
                 flush()
         if pending:
             bar.advance(len(pending))
             flush()
+    return out
+
+
+def chat_prefixes(meta: dict, keys: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    """For the (doc id, prefix length) keys of chat documents: the rendered transcript up to it, template
+    tokens included (the ``detokenized_text_truncated`` column drops them, and with them who is speaking)."""
+    from nla_audit.corpus import iter_documents
+    from nla_audit.extract import prepare_document
+    from nla_audit.models import load_tokenizer, resolve_model_path
+
+    ext = meta["extraction"]
+    tok = load_tokenizer(resolve_model_path(ext.get("model_path") or ext["base_model"]))
+    max_length = int(ext.get("max_length", 1024))
+    needed: dict[str, set[int]] = defaultdict(set)
+    for d, n in keys:
+        needed[d].add(int(n))
+    out: dict[tuple[str, int], str] = {}
+    for doc in iter_documents(ext["corpus"], tok, max_length):
+        if doc.id in needed and doc.messages is not None:
+            ids, _ = prepare_document(doc, tok, max_length)
+            out.update({(doc.id, n): tok.decode(ids[:n]) for n in needed[doc.id]})
     return out
 
 
@@ -140,7 +167,9 @@ def _explanations(cfg: DatagenConfig, meta: dict, splits: dict[str, tuple[np.nda
 
         teacher = AnthropicTeacher(cfg.teacher_model)
         texts = [t for _, cols in splits.values() for t in cols["detokenized_text_truncated"]]
-        return dict(zip(keys, teacher.explain_texts(texts)))
+        chats = chat_prefixes(meta, keys)
+        kinds = ["chat" if k in chats else "text" for k in keys]
+        return dict(zip(keys, teacher.explain_texts([chats.get(k, t) for k, t in zip(keys, texts)], kinds)))
     raise InputError(f"unknown teacher {cfg.teacher!r}", expected="offline or anthropic")
 
 

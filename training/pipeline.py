@@ -20,6 +20,11 @@ class PipelineConfig:
     min_position: int = 10
     positions_per_doc: int = 10
     max_docs: int | None = None
+    max_length: int = 1024  # tokens a document is cut to (chats at a turn boundary)
+    control_share: float = 0.25  # share of a chat's positions taken at chat-template tokens
+    # continue both SFT stages from an NLA (a folder holding av/ and ar/, or "default" for the shipped one)
+    # instead of starting fresh: how the chat NLA was made from the fortunes-only one
+    init_from: str | None = None
     teacher: str = "offline"
     pool_sft: bool = False  # both SFT stages train on the rows of both SFT splits (datagen --pool-sft)
     ar_steps: int = 400
@@ -67,8 +72,8 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
         _say(f"extract → {base}")
         extract_activations(ExtractConfig(out=str(base), model=cfg.model, corpus=cfg.corpus, layer=cfg.layer,
                                           positions_per_doc=cfg.positions_per_doc, min_position=cfg.min_position,
-                                          max_docs=cfg.max_docs, batch_size=16,
-                                          device=cfg.device), progress=progress)
+                                          max_docs=cfg.max_docs, batch_size=16, max_length=cfg.max_length,
+                                          control_share=cfg.control_share, device=cfg.device), progress=progress)
     if not (data / "rl.parquet").exists():
         _say("split + datagen")
         run_datagen(DatagenConfig(data=str(base), out_dir=str(data), teacher=cfg.teacher,
@@ -84,8 +89,11 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
             ar_eval = data / "ar_eval.parquet"  # datagen's held-out teacher text: the AR SFT's held-out curve
             ar_only = dict(lora_rank=cfg.ar_lora_rank, lora_alpha=2.0 * cfg.ar_lora_rank,
                            eval_data=str(ar_eval) if ar_eval.exists() else None) if stage == "ar_sft" else {}
+            init = str(init_dir(cfg.init_from) / name) if cfg.init_from else None
+            if init:
+                ar_only.pop("lora_rank", None), ar_only.pop("lora_alpha", None)  # a continued AR keeps its rank
             fn(SFTConfig(data=str(data / f"{stage}.parquet"), run_dir=str(run_dir), model=cfg.model, steps=steps,
-                         batch_size=bs, device=cfg.device, **ar_only), resume=resume, progress=progress)
+                         batch_size=bs, device=cfg.device, init_from=init, **ar_only), resume=resume, progress=progress)
         out[name] = run_dir / name
     heldout = data / "base.test.parquet"  # the test split datagen writes: the held-out curve during RL
     stages = (("rl", cfg.rl_steps, cfg.rl_prompts_per_step, {}),
@@ -107,6 +115,20 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
                             eval_data=str(heldout) if heldout.exists() else None, **extra),
                  resume=resume, progress=progress)
     return out
+
+
+def init_dir(spec: str) -> Path:
+    """``default`` → the shipped NLA's folder; anything else is a folder holding ``av/`` and ``ar/``."""
+    from nla_audit.errors import ConfigError
+
+    if spec == "default":
+        from nla_audit.nla import default_nla_paths
+
+        return default_nla_paths()[0].parent
+    root = Path(spec)
+    if not ((root / "av" / "nla_meta.yaml").exists() and (root / "ar" / "nla_meta.yaml").exists()):
+        raise ConfigError(f"init_from = {spec}", expected="a folder holding av/ and ar/ NLA checkpoints, or default")
+    return root
 
 
 def _check_pooling(data: Path, pool_sft: bool) -> None:

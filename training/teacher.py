@@ -41,6 +41,20 @@ INSTRUCTION = (
 )
 
 
+# The chat form (a transcript with its template tokens, cut at the position): the same features, plus what the
+# conversation makes true there, since at a chat position that is what the model must track.
+CHAT_INSTRUCTION = (
+    "Below is a chat transcript rendered with the model's chat template (its control tokens included), cut at "
+    "the position a language model is reading. Describe, in 3-4 short paragraphs of about 100-120 words in "
+    "total, what the model must be tracking there: (1) whose turn it is and which turn, and any system "
+    "instruction in force (abridged quote); (2) the user's latest request and its intent and constraints "
+    "(abridged quote); (3) what the current speaker has written so far in this turn, if anything; (4) the "
+    "final token, its role (content, or which part of the chat template), and the likely next tokens. Do not "
+    "mention that the text is cut. Write inside <analysis> ... </analysis>, and always close the tag.\n\n"
+    "<begin_transcript>{text}<end_transcript>"
+)
+
+
 def _quote(s: str) -> str:
     return "“" + s.replace("\n", " ⏎ ").strip() + "”"
 
@@ -78,29 +92,40 @@ class OfflineTeacher:
     def __init__(self, target: Any, top_k: int = 3, batch_size: int = 8) -> None:
         self.target, self.top_k, self.batch_size = target, top_k, batch_size
 
-    def explain_documents(self, docs: list[tuple[list[int], list[int]]]) -> list[list[str]]:
-        """For each (token ids, positions) → one explanation per position (one forward per document)."""
+    def explain_documents(self, docs: list[tuple]) -> list[list[str]]:
+        """For each (token ids, positions[, chat layout]) → one explanation per position (one forward per
+        document). A document with a layout gets the chat form (``chat_teacher.chat_explanation``)."""
         import torch
+
+        from nla_audit.extract import special_token_ids
+
+        from nla_audit.training.chat_teacher import chat_explanation
+
+        specials = special_token_ids(self.target.tokenizer)
 
         tok, model = self.target.tokenizer, self.target.model
         out: list[list[str]] = []
         for i in range(0, len(docs), self.batch_size):
             chunk = docs[i:i + self.batch_size]
-            width = max(max(p) + 1 for _, p in chunk)
+            width = max(max(d[1]) + 1 for d in chunk)
             ids = torch.full((len(chunk), width), tok.pad_token_id or 0, dtype=torch.long)
             mask = torch.zeros_like(ids)
-            for b, (row, pos) in enumerate(chunk):
+            for b, (row, pos, *_) in enumerate(chunk):
                 n = max(pos) + 1
                 ids[b, :n], mask[b, :n] = torch.tensor(row[:n]), 1
             with torch.inference_mode():
                 logits = model(input_ids=ids.to(self.target.device), attention_mask=mask.to(self.target.device),
                                use_cache=False).logits
-            for b, (row, pos) in enumerate(chunk):
+            for b, (row, pos, *rest) in enumerate(chunk):
+                layout = rest[0] if rest else None
                 expl = []
                 for p in pos:
-                    top = logits[b, p].float().topk(self.top_k).indices.tolist()
-                    expl.append(offline_explanation(tok.decode(row[: p + 1], skip_special_tokens=True),
-                                                    tok.decode([row[p]]), [tok.decode([t]) for t in top]))
+                    top = [tok.decode([t]) for t in logits[b, p].float().topk(self.top_k).indices.tolist()]
+                    if layout is not None:
+                        expl.append(chat_explanation(layout, p, tok, top, specials))
+                    else:
+                        expl.append(offline_explanation(tok.decode(row[: p + 1], skip_special_tokens=True),
+                                                        tok.decode([row[p]]), top))
                 out.append(expl)
         return out
 
@@ -127,13 +152,15 @@ class AnthropicTeacher:
         self.cache = Path(cache_dir or root() / "teacher_cache" / model)
         self.cache.mkdir(parents=True, exist_ok=True)
 
-    def _cache_path(self, text: str) -> Path:
-        return self.cache / (hashlib.sha256(text.encode()).hexdigest() + ".json")
+    def _cache_path(self, text: str, kind: str = "text") -> Path:
+        key = text if kind == "text" else f"{kind}\x00{text}"  # text keys as before, so old caches stay valid
+        return self.cache / (hashlib.sha256(key.encode()).hexdigest() + ".json")
 
-    async def _one(self, client: Any, sem: asyncio.Semaphore, text: str) -> str | None:
+    async def _one(self, client: Any, sem: asyncio.Semaphore, text: str, kind: str = "text") -> str | None:
         import anthropic
 
-        path = self._cache_path(text)
+        path = self._cache_path(text, kind)
+        instruction = CHAT_INSTRUCTION if kind == "chat" else INSTRUCTION
         if path.exists():
             return json.loads(path.read_text())["explanation"]
         async with sem:
@@ -141,7 +168,7 @@ class AnthropicTeacher:
                 try:
                     msg = await client.messages.create(model=self.model, max_tokens=self.max_tokens,
                                                        temperature=self.temperature,
-                                                       messages=[{"role": "user", "content": INSTRUCTION.format(text=text)}])
+                                                       messages=[{"role": "user", "content": instruction.format(text=text)}])
                     break
                 except (anthropic.RateLimitError, anthropic.APITimeoutError, anthropic.APIConnectionError,
                         anthropic.InternalServerError):
@@ -154,13 +181,14 @@ class AnthropicTeacher:
         tmp.replace(path)
         return expl
 
-    async def _all(self, texts: list[str]) -> list[str | None]:
+    async def _all(self, texts: list[str], kinds: list[str]) -> list[str | None]:
         import anthropic
 
         client = anthropic.AsyncAnthropic(max_retries=0)
         sem = asyncio.Semaphore(self.concurrency)
-        return await asyncio.gather(*(self._one(client, sem, t) for t in texts))
+        return await asyncio.gather(*(self._one(client, sem, t, k) for t, k in zip(texts, kinds)))
 
-    def explain_texts(self, texts: list[str]) -> list[str | None]:
-        """One explanation (or None when dropped) per text prefix."""
-        return asyncio.run(self._all(texts))
+    def explain_texts(self, texts: list[str], kinds: list[str] | None = None) -> list[str | None]:
+        """One explanation (or None when dropped) per prefix; ``kinds[i] == "chat"`` marks a rendered transcript,
+        which gets ``CHAT_INSTRUCTION`` instead of the text instruction."""
+        return asyncio.run(self._all(texts, kinds or ["text"] * len(texts)))

@@ -16,7 +16,9 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="end-to-end tour on the embedded model (extract, then explain a transcript)")
     p.add_argument("--docs", type=int, default=16, help="documents of the default corpus to extract from")
     p.add_argument("--out-dir", default="nla_demo", help="where the parquet and HTML go")
-    p.add_argument("--positions", default="last", help="transcript positions to explain (all | last | i,j,...)")
+    p.add_argument("--positions", default="header",
+                   help="transcript positions to explain: header (the template tokens before the assistant's reply, "
+                        "default), control, all, last, or i,j,...")
     from nla_audit.cli.explain import add_nla_args
 
     add_nla_args(p)

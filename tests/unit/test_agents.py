@@ -300,3 +300,18 @@ def test_a_model_that_cannot_load_stops_the_audit_before_the_auditor_speaks(nla_
     with pytest.raises(NLAAuditError):
         asyncio.run(run_audit(bad, auditor, "x"))
     assert auditor.position == 0
+
+
+def test_explain_reads_the_assistant_header(nla_dirs):
+    """positions="header" explains the chat-template tokens before the assistant's reply, the same as
+    ``nla.template_positions`` picks; "control" on a tool call is refused past the per-call limit."""
+    from nla_audit.chat_layout import chat_layout
+    from nla_audit.nla import template_positions
+
+    sess = session(nla_dirs)
+    audit(sess, [call("chat", message="Tell me a story")])
+    tr = sess.activations("t0")
+    want = template_positions("header", chat_layout(sess.get_nla().target.tokenizer, tr.messages, 2048))
+    out = asyncio.run(audit_tools(sess)[2](transcript_id="t0", positions="header"))
+    assert [int(p) for p in re.findall(r"^\[(\d+)\] '", out, re.M)] == want
+    assert "'<|im_start|>'" in out and "'istant'" in out
