@@ -234,3 +234,33 @@ def test_header_and_control_positions(tiny_target):
         resolve_positions("header", 10)
     with pytest.raises(InputError, match="need an assistant message"):
         resolve_positions("header", 10, chat_layout(tok, CHAT[:2], 512))
+
+
+def test_claude_teacher_reads_chats_with_the_chat_instruction(tmp_path, monkeypatch):
+    """Chat prefixes get the chat instruction and their own cache entries; the key is never written."""
+    import anthropic
+
+    from nla_audit.training.teacher import CHAT_INSTRUCTION, INSTRUCTION, AnthropicTeacher
+
+    seen = []
+
+    class Messages:
+        async def create(self, **kw):
+            seen.append(kw["messages"][0]["content"])
+            return type("M", (), {"content": [type("B", (), {"text": "<analysis>\nfirst\nsecond\n</analysis>"})()]})()
+
+    class Client:
+        def __init__(self, **kw):
+            self.messages = Messages()
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-canary-123")
+    monkeypatch.setattr(anthropic, "AsyncAnthropic", Client)
+    teacher = AnthropicTeacher(cache_dir=tmp_path)
+    chat = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant"
+    out = teacher.explain_texts(["plain words", chat], ["text", "chat"])
+    assert out == ["first\n\nsecond"] * 2
+    assert seen == [INSTRUCTION.format(text="plain words"), CHAT_INSTRUCTION.format(text=chat)]
+    assert teacher.explain_texts([chat], ["text"]) == ["first\n\nsecond"] and len(seen) == 3  # other kind, other entry
+    teacher.explain_texts(["plain words", chat], ["text", "chat"])
+    assert len(seen) == 3  # both cached
+    assert all("sk-canary" not in p.read_text() for p in tmp_path.iterdir())
