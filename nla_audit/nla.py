@@ -210,6 +210,17 @@ def template_positions(spec: str, layout: Any) -> list[int]:
 TEMPLATE_SPECS = ("header", "control")
 
 
+def check_position_spec(spec: str, chat: bool) -> None:
+    """The syntax of a positions argument, checked before any model loads (ranges need the token count, later)."""
+    if spec in ("all", "last"):
+        return
+    if spec in TEMPLATE_SPECS:
+        if not chat:
+            raise InputError(f"positions {spec!r} need a chat transcript", fix="pass --transcript, or positions by index")
+        return
+    _parse_position_spec(spec, 1 << 30)
+
+
 def resolve_positions(spec: str | list[int], n_tokens: int, layout: Any = None) -> list[int]:
     """'all' (every position but the attention sink 0), 'last', 'header' / 'control' (chat transcripts: see
     ``template_positions``), or explicit positions: indices and 'a:b' ranges, comma-separated, negative from the

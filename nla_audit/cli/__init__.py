@@ -42,9 +42,30 @@ def _register_missing(sub, name: str, exc: ImportError) -> None:
 
 
 
+# Options whose value may start with "-" (negative positions such as "-4:" or "-3,-1"); argparse would read
+# such a value as an option, so ``join_negative_values`` glues it to its flag first.
+NEGATIVE_VALUE_OPTIONS = ("--positions",)
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """``["--positions", "-4:"]`` → ``["--positions=-4:"]``, for the options above and values that look like
+    positions (a minus sign, then a digit or a colon)."""
+    out: list[str] = []
+    it = iter(range(len(argv)))
+    for i in it:
+        arg = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if arg in NEGATIVE_VALUE_OPTIONS and len(nxt) > 1 and nxt[0] == "-" and (nxt[1].isdigit() or nxt[1] == ":"):
+            out.append(f"{arg}={nxt}")
+            next(it, None)
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     try:
         return int(args.func(args) or 0)
     except NLAAuditError as exc:

@@ -73,6 +73,20 @@ def document_tokens(nla, doc) -> list[str]:
     return [tok.decode([i]) for i in tokenize_document(doc, tok, MAX_DOCUMENT_TOKENS)]
 
 
+def announce_default_system(nla, doc) -> None:
+    """Say so when the chat template inserted a system prompt the transcript does not have: its tokens are read
+    and explained like the rest, and a reader should know where they came from."""
+    if doc.messages is None:
+        return
+    from nla_audit.chat_layout import chat_layout
+    from nla_audit.nla import MAX_DOCUMENT_TOKENS
+
+    first = chat_layout(nla.target.tokenizer, doc.messages, MAX_DOCUMENT_TOKENS).messages[0]
+    if first.get("implicit"):
+        print(f"note: the chat template inserted its default system prompt ({first['content'][:60]!r}); "
+              "its tokens are part of the transcript", file=sys.stderr)
+
+
 def run(args) -> int:
     from nla_audit.atomic import atomic_write_text, check_writable
     from nla_audit.nla import NLA
@@ -92,8 +106,12 @@ def run(args) -> int:
         rows = [r.__class__(**{**r.to_dict(), "position": i}) for i, r in enumerate(rows)]
         title = f"{args.vectors} ({len(rows)} vectors)"
     else:
+        from nla_audit.nla import check_position_spec
+
         doc = _document(args)
+        check_position_spec(args.positions, doc.messages is not None)  # before the model load
         nla = NLA.load(args.av, args.ar, args.dtype, args.device, args.backend)
+        announce_default_system(nla, doc)
         rows = nla.explain_document(doc, args.positions, **samp)
         title = f"{args.transcript or 'text'} · layer {nla.layer}"
         tokens = document_tokens(nla, doc)

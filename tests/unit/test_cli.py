@@ -131,3 +131,44 @@ def test_train_rl_takes_the_readme_flags(tmp_path, monkeypatch, capsys):
                  str(tmp_path / "rl"), "--steps", "3", "--set", "ar=ignored", "--quiet"])
     cfg = seen["cfg"]
     assert code == 0 and (cfg.av, cfg.ar, cfg.steps, cfg.data) == ("runs/av/av", "runs/ar/ar", 3, "d.parquet")
+
+
+def test_negative_positions_parse_as_values():
+    from nla_audit.cli import build_parser, join_negative_values
+
+    argv = join_negative_values(["explain", "--text", "x", "--positions", "-4:"])
+    assert build_parser().parse_args(argv).positions == "-4:"
+    assert join_negative_values(["explain", "--positions", "-3,-1"])[-1] == "--positions=-3,-1"
+    assert join_negative_values(["explain", "--positions", "--json"]) == ["explain", "--positions", "--json"]
+
+
+def test_a_killed_runs_temp_file_is_removed_by_the_next_run(tmp_path):
+    from nla_audit.atomic import atomic_write_text
+
+    out = tmp_path / "a.txt"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".a.txt.{dead.stdout.strip()}.xyz.tmp"  # what a killed writer leaves
+    live = tmp_path / f".a.txt.{os.getpid()}.abc.tmp"  # a live writer's (this process)
+    stale.write_text("half"), live.write_text("busy")
+    atomic_write_text(out, "whole")
+    assert out.read_text() == "whole" and not stale.exists() and live.exists()
+
+
+def test_explain_checks_positions_before_loading_and_names_the_default_system_prompt(tmp_path, capsys, tiny_model_dir,
+                                                                                      monkeypatch):
+    from nla_audit.nla import NLA
+    from tests.builders import build_tiny_nla
+
+    av, ar = build_tiny_nla(tiny_model_dir, tmp_path / "nla")
+    chat = tmp_path / "c.json"
+    chat.write_text(json.dumps([{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello!"}]))
+    load = NLA.load
+    monkeypatch.setattr(NLA, "load", classmethod(lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded"))))
+    for argv, msg in ((["--text", "a b c", "--positions", "abc"], "not understood"),
+                      (["--text", "a b c", "--positions", "header"], "need a chat transcript")):
+        code, err = _run(["explain", "--av", str(av), "--ar", str(ar), *argv], capsys)
+        assert code == 2 and msg in err and "loaded" not in err
+    monkeypatch.setattr(NLA, "load", load)
+    code, err = _run(["explain", "--av", str(av), "--ar", str(ar), "--transcript", str(chat), "--positions", "header",
+                      "--max-new-tokens", "3", "--json"], capsys)
+    assert code == 0 and "inserted its default system prompt" in err
