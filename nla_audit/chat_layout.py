@@ -87,16 +87,36 @@ def implicit_system(tokenizer: Any, rendered: str, first_content_at: int, messag
     return (lo, end) if end > lo else None
 
 
-def content_spans(rendered: str, messages: Sequence[dict]) -> list[tuple[int, int]]:
+def message_ends(tokenizer: Any, rendered: str, messages: Sequence[dict]) -> list[int] | None:
+    """Where each message's rendering ends in ``rendered`` (the length of the rendered first i+1 messages), or
+    None when the template is not prefix-consistent (a later message changes what came before)."""
+    ends = []
+    for i in range(1, len(messages)):
+        try:
+            part = tokenizer.apply_chat_template(list(messages[:i]), tokenize=False)
+        except Exception:  # a template that refuses a partial chat (e.g. one that must end on a user turn)
+            return None
+        if not rendered.startswith(part):
+            return None
+        ends.append(len(part))
+    return [*ends, len(rendered)]
+
+
+def content_spans(rendered: str, messages: Sequence[dict], ends: Sequence[int] | None = None) -> list[tuple[int, int]]:
     """Each message's content span in the rendered text, searched in order (templates may strip whitespace,
-    so the stripped content is tried too); a message not found gets an empty span at the cursor."""
+    so the stripped content is tried too); a message not found gets an empty span at the cursor.
+
+    With ``ends`` (``message_ends``) a message's content is the *last* match inside its own rendering, so a
+    short message that also occurs in its header (a user who writes "user") is not taken for the header."""
     spans, cursor = [], 0
-    for m in messages:
+    for i, m in enumerate(messages):
+        stop = ends[i] if ends is not None else len(rendered)
+        find = rendered.rfind if ends is not None else rendered.find
         text = m["content"]
-        at = rendered.find(text, cursor) if text else -1
+        at = find(text, cursor, stop) if text else -1
         if at < 0 and text.strip():
             text = text.strip()
-            at = rendered.find(text, cursor)
+            at = find(text, cursor, stop)
         if at < 0:
             spans.append((cursor, cursor))
             continue
@@ -126,7 +146,7 @@ def _fit(tokenizer: Any, messages: list[dict], max_length: int) -> tuple[list[di
 def chat_layout(tokenizer: Any, messages: Sequence[dict], max_length: int) -> ChatLayout:
     """Render, cut at a turn boundary to ``max_length`` tokens, and label every token (module docstring)."""
     kept, rendered = _fit(tokenizer, list(messages), max_length)
-    spans = content_spans(rendered, kept)
+    spans = content_spans(rendered, kept, message_ends(tokenizer, rendered, kept))
     msgs = [dict(m) for m in kept]
     first = spans[0][0] if spans else len(rendered)
     sys_span = implicit_system(tokenizer, rendered, first, kept)

@@ -264,3 +264,15 @@ def test_claude_teacher_reads_chats_with_the_chat_instruction(tmp_path, monkeypa
     teacher.explain_texts(["plain words", chat], ["text", "chat"])
     assert len(seen) == 3  # both cached
     assert all("sk-canary" not in p.read_text() for p in tmp_path.iterdir())
+
+
+def test_a_message_that_repeats_its_header_is_still_content(tiny_target):
+    from nla_audit.chat_layout import chat_layout
+
+    tok = _tok(tiny_target)
+    lay = chat_layout(tok, ({"role": "user", "content": "user"}, {"role": "assistant", "content": "assistant"}), 512)
+    pieces = [tok.decode([i]) for i in lay.ids]
+    content = ["".join(p for p, m, c in zip(pieces, lay.message, lay.control) if m == k and not c) for k in (1, 2)]
+    assert content == ["user", "assistant"]
+    header = [i for i, p in enumerate(pieces) if p == "<|im_start|>"][1] + 1  # the role name "user" in the header
+    assert pieces[header] == "user" and lay.control[header]
