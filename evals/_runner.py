@@ -95,10 +95,11 @@ class EvalConfig:
 
 
 def canonical_model(name: str | None) -> str:
-    """One spelling per target: embedded aliases → the hub id, local folders → absolute paths."""
-    from nla_audit import embedded
+    """One spelling per target: embedded aliases → the hub id (``models.canonical_model_name``), local folders →
+    absolute paths (the eval loads the target from it)."""
+    from nla_audit.models import canonical_model_name
 
-    if name is None or name in embedded.ALIASES:
+    if name is None or canonical_model_name(name) == SMOLLM2:
         return SMOLLM2
     path = Path(name).expanduser()
     return str(path.resolve()) if path.exists() else name

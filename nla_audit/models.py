@@ -12,6 +12,18 @@ from nla_audit.errors import InputError, ModelLoadError
 DEFAULT_MODEL = "default"
 
 
+def canonical_model_name(name_or_path: str | None) -> str:
+    """The one name a target goes by in sidecars, sites and reports: every embedded alias (``default``,
+    ``smollm2``, …) is the hub id; a local folder is its folder name; a hub id is itself. Two spellings of one
+    model must not make the same-site checks refuse a comparison."""
+    from nla_audit import embedded
+
+    if name_or_path is None or name_or_path in embedded.ALIASES:
+        return embedded.HUB_ID
+    path = Path(name_or_path).expanduser()
+    return path.resolve().name if path.exists() else name_or_path
+
+
 def resolve_model_path(name_or_path: str | None) -> str:
     """Map the embedded aliases to the converted cache folder; pass local paths and hub ids through."""
     from nla_audit import embedded
@@ -148,7 +160,4 @@ def load_target(name_or_path: str | None = None, dtype: str = "auto", device: st
     dev = resolve_device(device)
     tok = load_tokenizer(path)
     model = load_causal_lm(path, resolve_dtype(dtype, dev), dev)
-    name = name_or_path if name_or_path and not Path(name_or_path).exists() else Path(path).name
-    if name in (None, "default", "embedded"):
-        name = "HuggingFaceTB/SmolLM2-135M-Instruct"
-    return Target(model=model, tokenizer=tok, path=path, name=name)
+    return Target(model=model, tokenizer=tok, path=path, name=canonical_model_name(name_or_path))

@@ -25,7 +25,7 @@ from nla_audit.sidecar import AR_TEMPLATE, AV_TEMPLATE, ModelSidecar, TokenMeta
 def base_name(model: str) -> str:
     from nla_audit import embedded
 
-    return "HuggingFaceTB/SmolLM2-135M-Instruct" if model in embedded.ALIASES else model
+    return embedded.HUB_ID if model in embedded.ALIASES else model
 
 
 def build_ar(model: str, layer: int, rank: int, alpha: float, device: str = "cpu",

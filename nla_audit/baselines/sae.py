@@ -45,8 +45,12 @@ def import_sae_lens() -> Any:
 
 # ----------------------------------------------------------------------------------------------- sites
 def _model_key(name: str) -> str:
-    """Compare models by their last path component, so a hub id and a local copy of it match."""
-    return str(name).rstrip("/").rsplit("/", 1)[-1].lower()
+    """Compare models by their last path component, so a hub id and a local copy of it match (and every
+    embedded alias is the embedded model's hub id first)."""
+    from nla_audit import embedded
+
+    name = embedded.HUB_ID if str(name) in embedded.ALIASES else str(name)
+    return name.rstrip("/").rsplit("/", 1)[-1].lower()
 
 
 @dataclass(frozen=True)

@@ -265,3 +265,13 @@ def test_shipped_default_sae_explains_its_site():
     assert ex.site == ("HuggingFaceTB/SmolLM2-135M-Instruct", 20) and ex.warning is None
     text = ex.describe(torch.randn(1, 576) * 10)[0]
     assert 1 <= len(text.splitlines()) <= 4 and text.startswith("#")
+
+
+def test_model_aliases_are_one_site():
+    """`--model smollm2` and the shipped NLA's hub id name one model (an alias once failed the site check)."""
+    from nla_audit.baselines.sae import Site
+    from nla_audit.models import canonical_model_name
+
+    assert canonical_model_name("smollm2") == canonical_model_name("default") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert Site("smollm2", 20).same_as(Site("HuggingFaceTB/SmolLM2-135M-Instruct", 20))
+    assert not Site("smollm2", 20).same_as(Site("Qwen/Qwen2.5-7B-Instruct", 20))
