@@ -28,10 +28,12 @@ fi
 [ -f "$RUN/data/rl.parquet" ] || "$NLA" datagen --data "$RUN/data/base.parquet" --out-dir "$RUN/data" --pool-sft \
   --dtype float32
 
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-"$NLA" train ar-sft --data "$RUN/data/ar_sft.parquet" --run-dir "$RUN/ar_sft" --quiet $(resume_flag "$RUN/ar_sft") \
+# one thread each when both stages run side by side; ONLY=av (or ar) trains one stage on THREADS threads
+ONLY="${ONLY:-}"
+export OMP_NUM_THREADS="${THREADS:-1}" MKL_NUM_THREADS="${THREADS:-1}"
+[ "$ONLY" = av ] || "$NLA" train ar-sft --data "$RUN/data/ar_sft.parquet" --run-dir "$RUN/ar_sft" --quiet $(resume_flag "$RUN/ar_sft") \
   --set init_from="$SHIPPED/ar" steps="$AR_STEPS" batch_size=16 eval_data="$RUN/data/ar_eval.parquet" eval_rows=128 \
   save_every=50 eval_every=100 > "$RUN/ar_sft.log" 2>&1 &
-"$NLA" train av-sft --data "$RUN/data/av_sft.parquet" --run-dir "$RUN/av_sft" --quiet $(resume_flag "$RUN/av_sft") \
+[ "$ONLY" = ar ] || "$NLA" train av-sft --data "$RUN/data/av_sft.parquet" --run-dir "$RUN/av_sft" --quiet $(resume_flag "$RUN/av_sft") \
   --set init_from="$SHIPPED/av" steps="$AV_STEPS" batch_size=8 save_every=50 eval_every=100 > "$RUN/av_sft.log" 2>&1 &
 wait
