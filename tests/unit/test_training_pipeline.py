@@ -180,3 +180,23 @@ def test_pipeline_passes_pool_sft_to_datagen(tmp_path, monkeypatch):
         run_pipeline(PipelineConfig(run_dir=str(tmp_path), ar_steps=1, av_steps=1, pool_sft=pool, device="cpu"),
                      progress=False)
     assert [c.pool_sft for c in seen] == [False, True]
+
+
+def test_pipeline_init_from_continues_both_sft_stages(tmp_path, monkeypatch):
+    """init_from names an NLA folder (or the shipped one) whose AV and AR the SFT stages continue."""
+    import nla_audit.training.sft as sft
+    from nla_audit.training.pipeline import PipelineConfig, init_dir, run_pipeline
+
+    for rel in ("data/base.parquet", "data/rl.parquet", "nla/av/nla_meta.yaml", "nla/ar/nla_meta.yaml"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    seen = {}
+    monkeypatch.setattr(sft, "train_ar_sft", lambda cfg, resume, progress: seen.setdefault("ar", cfg))
+    monkeypatch.setattr(sft, "train_av_sft", lambda cfg, resume, progress: seen.setdefault("av", cfg))
+    run_pipeline(PipelineConfig(run_dir=str(tmp_path), ar_steps=5, av_steps=5, ar_lora_rank=64,
+                                init_from=str(tmp_path / "nla"), device="cpu"), progress=False)
+    assert seen["ar"].init_from == str(tmp_path / "nla" / "ar") and seen["av"].init_from == str(tmp_path / "nla" / "av")
+    assert seen["ar"].lora_rank == 16  # a continued AR keeps its own rank (build_ar reads it from the adapter)
+    assert (init_dir("default") / "av" / "nla_meta.yaml").exists()
+    with pytest.raises(ConfigError, match="init_from"):
+        init_dir(str(tmp_path / "data"))
