@@ -145,6 +145,21 @@ def collapse(texts: list[str]) -> tuple[float, float]:
     return distinct, dup / max(1, len(texts))
 
 
+def with_mixed(sets: dict, scored: dict) -> dict:
+    """The sets plus "mixed held-out": text, chat content and chat control pooled (the shipping criterion),
+    its rows appended to every pair's scores."""
+    parts = [c for c in CLASSES if c in sets]
+    out = {k: v for k, v in sets.items() if k in parts}
+    out["mixed held-out (all three)"] = (None, [d for c in parts for d in sets[c][1]])
+    for res in scored.values():
+        res["mixed held-out (all three)"] = {
+            "mse": [x for c in parts for x in res[c]["mse"]], "floor_mse": [x for c in parts for x in res[c]["floor_mse"]],
+            "texts": [x for c in parts for x in res[c]["texts"]],
+            "failed": sum(res[c]["failed"] * len(res[c]["mse"]) for c in parts) / sum(len(res[c]["mse"]) for c in parts)}
+    out.update({k: v for k, v in sets.items() if k not in parts})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pair", action="append", nargs=3, metavar=("NAME", "AV", "AR"), required=True,
@@ -187,7 +202,7 @@ def main() -> None:
              "", "| set | rows (docs) | NLA | fve_nrm mean [95% CI] | median | floor (shuffled) | − " + ref +
              " (paired) | failed parse | distinct bigrams | near-duplicates |", "|---|---|---|---|---|---|---|---|---|---|"]
     results = {}
-    for name_set, (_, docs) in sets.items():
+    for name_set, (_, docs) in with_mixed(sets, scored).items():
         for name, _, _ in args.pair:
             r = scored[name][name_set]
             fve = 1 - np.array(r["mse"]) / base
