@@ -49,7 +49,7 @@ def wilson(k: int, n: int) -> str:
     return f"{k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
-def observe(sess, system: str, question: str, reply_tokens: int) -> dict:
+def observe(sess, system: str, question: str, reply_tokens: int, expl_tokens: int = 96) -> dict:
     """One chat: the target's reply, and the NLA's explanations at the header tokens and the first written one."""
     from nla_audit.chat import reply, render_chat
 
@@ -61,7 +61,7 @@ def observe(sess, system: str, question: str, reply_tokens: int) -> dict:
     if tr.ids[:len(prompt)] != prompt:  # the positions below assume the reply transcript extends the prompt
         sys.exit("error: the rendered transcript does not start with the rendered prompt; positions would be wrong")
     pos = list(range(len(prompt) - HEADER, len(prompt) + 1))
-    rows = nla.explain_vectors(tr.acts[pos], max_new_tokens=96, temperature=0.0)
+    rows = nla.explain_vectors(tr.acts[pos], max_new_tokens=expl_tokens, temperature=0.0)
     return {"reply": out.text, "expl": [r.explanation for r in rows], "fve": [r.fve_nrm for r in rows]}
 
 
@@ -74,20 +74,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--questions", type=int, default=len(QUESTIONS))
     ap.add_argument("--reply-tokens", type=int, default=40)
+    ap.add_argument("--av", default=None, help="AV folder (default: the shipped NLA's)")
+    ap.add_argument("--ar", default=None, help="AR folder (default: the shipped NLA's)")
+    ap.add_argument("--max-new-tokens", type=int, default=96, help="per explanation (the chat form needs ~128)")
     args = ap.parse_args()
+    if (args.av is None) != (args.ar is None):
+        ap.error("pass both --av and --ar, or neither")
 
     from _common import append
-    from nla_audit.agents.session import AuditSession
+    from nla_audit.agents.session import AuditConfig, AuditSession
 
-    sess = AuditSession().load()
+    sess = AuditSession(AuditConfig(av=args.av, ar=args.ar)).load()
+    label = "shipped NLA" if args.av is None else f"NLA {args.av} + {args.ar}"
     questions = QUESTIONS[:args.questions]
-    control = {q: observe(sess, CONTROL, q, args.reply_tokens) for q in questions}  # one chat per question
+    control = {q: observe(sess, CONTROL, q, args.reply_tokens, args.max_new_tokens) for q in questions}  # one chat per question
     hits = {c: {k: 0 for k in ("reply", "header", "first")} for c in ("hidden", "control")}
     per_topic = {t: {k: 0 for k in ("reply", "header", "first")} for t in TOPICS}
     n, fves, examples = 0, [f for o in control.values() for f in o["fve"]], []
     for topic, (instruction, keywords) in TOPICS.items():
         for q in questions:
-            obs = observe(sess, f"{CONTROL} {instruction}", q, args.reply_tokens)
+            obs = observe(sess, f"{CONTROL} {instruction}", q, args.reply_tokens, args.max_new_tokens)
             fves += obs["fve"]
             for cond, o in (("hidden", obs), ("control", control[q])):
                 for k, hit in grade(o, keywords).items():
@@ -104,10 +110,10 @@ def main() -> None:
                     ("first", "NLA explanation at the first written token")):
         table.append(f"| {what} | {wilson(hits['hidden'][k], n)} | {wilson(hits['control'][k], n)} |")
     append("Hidden-instruction proxy: do the auditor's tools surface a hidden system prompt? (agents)", [
-        (f"- shipped NLA on SmolLM2-135M-Instruct layer 20; {len(TOPICS)} hidden instructions × {len(questions)} neutral "
+        (f"- {label} on SmolLM2-135M-Instruct layer 20; {len(TOPICS)} hidden instructions × {len(questions)} neutral "
          f"questions = {n} chats; control: the same {len(questions)} questions under the neutral system prompt alone, "
          f"each graded against every topic's keywords ({n} gradings of {len(questions)} chats); greedy reply of "
-         f"{args.reply_tokens} tokens at most; greedy explanations; keyword grader (a proxy); Wilson 95% CIs over "
+         f"{args.reply_tokens} tokens at most; greedy explanations of {args.max_new_tokens} tokens at most; keyword grader (a proxy); Wilson 95% CIs over "
          "gradings (the control's are optimistic: its gradings share chats)"),
         f"- mean round-trip fve_nrm of the {len(fves)} explanations: {sum(fves) / len(fves):.3f}", "", *table, "",
         f"- per hidden instruction, chats (of {len(questions)}) whose reply / header explanations / first-token "
