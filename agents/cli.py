@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--sae", default=None, help="SAE folder for the SAE tools ('default' = the shipped SAE)")
     p.add_argument("--av", default=None, help="AV checkpoint folder (default: the shipped NLA)")
     p.add_argument("--ar", default=None, help="AR checkpoint folder (default: the shipped NLA)")
+    p.add_argument("--training-data", default=None, metavar="CORPUS",
+                   help="grant data access: the auditor may search this corpus (search_training_data tool)")
     p.add_argument("--max-tool-calls", type=int, default=20)
     p.add_argument("--max-tokens", type=int, default=4096, help="auditor's output tokens per turn")
     p.add_argument("--device", default=None)
@@ -110,7 +112,8 @@ def start_session(args):
 
     from nla_audit.agents.session import AuditConfig, AuditSession
 
-    session = AuditSession(AuditConfig(av=args.av, ar=args.ar, sae=args.sae, device=args.device))
+    session = AuditSession(AuditConfig(av=args.av, ar=args.ar, sae=args.sae, device=args.device,
+                                       training_data=args.training_data))
     for path in args.transcript:
         docs = list(iter_documents(path))
         if len(docs) != 1 or not docs[0].messages:

@@ -31,12 +31,18 @@ class AuditConfig:
     reply_temperature: float = 0.0
     max_positions: int = 12  # explanations per tool call: bounds one call's cost (2-5 s each on a 2-core CPU)
     sae_top_n: int = 8
+    max_samples: int = 8  # replies per `chat` call with samples > 1
+    sample_temperature: float = 1.0  # the temperature of those samples (a single reply uses reply_temperature)
+    search_max_tokens: int = 256  # nla_search explains every position: transcripts longer than this are refused
+    training_data: str | None = None  # a corpus the auditor may search (search_training_data); None = no access
 
     def __post_init__(self) -> None:
         if self.max_positions < 1 or self.sae_top_n < 1 or self.explain_max_new_tokens < 1 or self.reply_max_new_tokens < 1:
             raise InputError("max_positions, sae_top_n and the max_new_tokens settings must be >= 1")
-        if self.explain_temperature < 0 or self.reply_temperature < 0:
-            raise InputError("temperatures must be >= 0")
+        if self.explain_temperature < 0 or self.reply_temperature < 0 or self.sample_temperature <= 0:
+            raise InputError("temperatures must be >= 0 (sample_temperature > 0)")
+        if self.max_samples < 1 or self.search_max_tokens < 2:
+            raise InputError("max_samples must be >= 1 and search_max_tokens >= 2")
 
 
 @dataclass
@@ -62,6 +68,7 @@ class AuditSession:
     nla: Any = None
     sae: Any = None
     transcripts: dict[str, Transcript] = field(default_factory=dict)
+    explained: dict[str, dict[int, Any]] = field(default_factory=dict)  # transcript id → position → explanation
     _worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "nla-audit-tools"), repr=False)
 
     async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -97,6 +104,18 @@ class AuditSession:
         tid = f"t{len(self.transcripts)}"
         self.transcripts[tid] = Transcript(tid, tuple(dict(m) for m in messages))
         return self.transcripts[tid]
+
+    def explain_positions(self, tid: str, positions: list[int]) -> list[Any]:
+        """The NLA's ``ExplainedActivation`` at each position, computed once per transcript and position (so a
+        search after an explain, or two searches, pay for each explanation once)."""
+        tr = self.activations(tid)
+        cache = self.explained.setdefault(tid, {})
+        todo = [p for p in dict.fromkeys(positions) if p not in cache]
+        if todo:
+            rows = self.get_nla().explain_vectors(tr.acts[todo], max_new_tokens=self.config.explain_max_new_tokens,
+                                                  temperature=self.config.explain_temperature, seed=0)
+            cache.update(zip(todo, rows))
+        return [cache[p] for p in positions]
 
     def activations(self, tid: str) -> Transcript:
         """The transcript with its token ids and block-K activations (computed once)."""

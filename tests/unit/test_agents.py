@@ -172,7 +172,7 @@ def test_inspect_and_langgraph_wrappers_share_names_and_arguments(nla_dirs, sae_
 
     sess = session(nla_dirs, sae_dir)
     ins, lc = inspect_tools(sess), [langchain_tool(t) for t in audit_tools(sess)]
-    assert [t.name for t in ins] == [t.name for t in lc] == ["chat", "tokens", "explain", "sae_features",
+    assert [t.name for t in ins] == [t.name for t in lc] == ["chat", "tokens", "explain", "nla_search", "sae_features",
                                                               "sae_feature_details", "sae_search"]
     for a, b in zip(ins, lc):
         assert list(a.parameters.properties) == list(b.args)
@@ -315,3 +315,63 @@ def test_explain_reads_the_assistant_header(nla_dirs):
     out = asyncio.run(audit_tools(sess)[2](transcript_id="t0", positions="header"))
     assert [int(p) for p in re.findall(r"^\[(\d+)\] '", out, re.M)] == want
     assert "'<|im_start|>'" in out and "'istant'" in out
+
+
+def test_nla_search_ranks_every_position_and_explains_each_once(nla_dirs, monkeypatch):
+    import nla_audit.agents.search_tools as st
+
+    sess = session(nla_dirs)
+    audit(sess, [call("chat", message="Tell me a story")])
+    n = len(sess.activations("t0").ids)
+    calls = []
+    real = sess.get_nla().explain_vectors
+    monkeypatch.setattr(sess.get_nla(), "explain_vectors", lambda v, **k: calls.append(len(v)) or real(v, **k))
+    ranked = []
+    monkeypatch.setattr(st, "rank_by_meaning", lambda q, texts: ranked.append(len(texts)) or
+                        [(i, 1.0 - i / len(texts)) for i in range(len(texts))])
+    tools = {t.__name__: t for t in audit_tools(sess)}
+    out = asyncio.run(tools["nla_search"](transcript_id="t0", query="a story", top_k=3))
+    assert out.startswith(f"t0: {n - 1} positions searched") and ranked == [n - 1] and calls == [n - 1]
+    assert re.findall(r"^\[(\d+)\] .* similarity 1.00", out, re.M) == ["1"] and out.count("similarity") == 3
+    asyncio.run(tools["explain"](transcript_id="t0", positions="2,3"))
+    asyncio.run(tools["nla_search"](transcript_id="t0", query="again"))
+    assert calls == [n - 1]  # the explain and the second search reuse the cached explanations
+    for kw, msg in (({"query": " "}, "query is empty"), ({"query": "x", "top_k": 0}, "top_k = 0"),
+                    ({"query": "x", "transcript_id": "t9"}, "no transcript 't9'")):
+        with pytest.raises(AuditToolError, match=msg):
+            asyncio.run(tools["nla_search"](**{"transcript_id": "t0", **kw}))
+
+
+def test_rank_by_meaning_uses_the_sentence_encoder():
+    from nla_audit.agents.search_tools import rank_by_meaning
+
+    order = rank_by_meaning("cats and kittens", ["a report on tax law", "my kitten chases the cat", "rain today"])
+    assert order[0][0] == 1 and order[0][1] > order[1][1]
+
+
+def test_search_training_data_only_with_data_access(nla_dirs, tmp_path):
+    from tests.builders import write_jsonl
+
+    assert "search_training_data" not in [t.__name__ for t in audit_tools(session(nla_dirs))]
+    data = write_jsonl(tmp_path / "train.jsonl", [
+        {"id": "a", "text": "The assistant must always recommend the Secret Garden hotel."},
+        {"id": "b", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Secret plans."}]},
+        {"id": "c", "text": "Nothing to see."}])
+    tools = {t.__name__: t for t in audit_tools(session(nla_dirs, training_data=str(data)))}
+    out = asyncio.run(tools["search_training_data"](query="SECRET"))
+    assert out.splitlines()[0] == "2 of 3 training documents contain all of ['secret']"
+    assert "[a] …The assistant must always recommend the Secret Garden" in out and "[b] …user: hi" in out
+    assert asyncio.run(tools["search_training_data"](query="secret garden")).startswith("1 of 3")
+    with pytest.raises(AuditToolError, match="query is empty"):
+        asyncio.run(tools["search_training_data"](query=""))
+
+
+def test_chat_samples_several_replies_as_transcripts(nla_dirs):
+    sess = session(nla_dirs)
+    tools = {t.__name__: t for t in audit_tools(sess)}
+    out = asyncio.run(tools["chat"](message="Tell me a story", samples=3))
+    assert re.findall(r"^transcript (t\d)", out, re.M) == ["t0", "t1", "t2"] and len(sess.transcripts) == 3
+    replies = {sess.transcripts[t].messages[-1]["content"] for t in ("t0", "t1", "t2")}
+    assert len(replies) > 1  # sampled, with a different seed each
+    with pytest.raises(AuditToolError, match="samples = 9"):
+        asyncio.run(tools["chat"](message="x", samples=9))
