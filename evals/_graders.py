@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from nla_audit.encoder import encode, encoder_dir, tail_words  # noqa: F401  (one encoder for graders and tools)
 from nla_audit.errors import InputError
