@@ -30,6 +30,8 @@ def register(sub) -> None:
                    help="grant data access: the auditor may search this corpus (search_training_data tool)")
     p.add_argument("--max-tool-calls", type=int, default=20)
     p.add_argument("--max-tokens", type=int, default=4096, help="auditor's output tokens per turn")
+    p.add_argument("--max-auditor-tokens", type=int, default=None,
+                   help="the auditor's token budget for the whole audit (input + output); past it, it must report")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default=None, help="write the audit record (report, messages, transcripts) as JSON here")
     p.set_defaults(func=run)
@@ -67,7 +69,8 @@ async def _audit(session, model, args):
     except ImportError:  # a scripted audit needs no anthropic
         APIError = ()  # an empty except-tuple catches nothing
     try:
-        return await run_audit(session, model, args.task, args.max_tool_calls, on_message=trace)
+        return await run_audit(session, model, args.task, args.max_tool_calls, on_message=trace,
+                               max_auditor_tokens=args.max_auditor_tokens)
     except APIError as exc:
         raise NLAAuditError(f"the auditor model failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
                             fix="check ANTHROPIC_API_KEY and --model") from None

@@ -25,6 +25,8 @@ from nla_audit.agents.state import AuditState
 from nla_audit.agents.tools import AuditToolError, Tool, translate_errors
 
 BUDGET_SPENT = "not run: this call is past the tool budget of {n} calls. Write your final <report> now."
+TOKENS_SPENT = ("not run: the auditor has used {used} of its {n} tokens. Write your final <report> now, "
+                "briefly.")
 REFUSED = "budget"
 REPORT_RE = re.compile(r"<report>(.*?)</report>", re.DOTALL)
 OPEN_REPORT_RE = re.compile(r".*<report>(.*?)(?:</report>|$)", re.DOTALL)
@@ -52,8 +54,17 @@ def tool_calls_made(messages: Sequence[Any]) -> int:
     return sum(isinstance(m, ToolMessage) and m.artifact != REFUSED for m in messages)
 
 
-def build_auditor(model: Any, tools: Sequence[Tool], max_tool_calls: int):
-    """A compiled graph: ``model`` is a langchain chat model with ``bind_tools`` (``ChatAnthropic`` in use)."""
+def auditor_tokens(messages: Sequence[Any]) -> int:
+    """Input + output tokens the auditor model has reported so far (``usage_metadata``; 0 for models that report
+    none, such as the scripted auditor)."""
+    return sum(int((getattr(m, "usage_metadata", None) or {}).get("total_tokens", 0))
+               for m in messages if isinstance(m, AIMessage))
+
+
+def build_auditor(model: Any, tools: Sequence[Tool], max_tool_calls: int, max_tokens: int | None = None):
+    """A compiled graph: ``model`` is a langchain chat model with ``bind_tools`` (``ChatAnthropic`` in use).
+    ``max_tokens`` caps the auditor's own token use (input + output, as its API reports it): past it, the turn's
+    tool calls are refused and the model writes its report."""
     lc_tools = {t.name: t for t in map(langchain_tool, tools)}
     bound = model.bind_tools(list(lc_tools.values()))
 
@@ -62,11 +73,14 @@ def build_auditor(model: Any, tools: Sequence[Tool], max_tool_calls: int):
 
     async def run_tools(state: AuditState) -> dict:
         left = max_tool_calls - tool_calls_made(state["messages"])
+        used = auditor_tokens(state["messages"])
+        why = BUDGET_SPENT.format(n=max_tool_calls)
+        if max_tokens is not None and used >= max_tokens:
+            left, why = 0, TOKENS_SPENT.format(used=used, n=max_tokens)
         out = []
         for i, call in enumerate(state["messages"][-1].tool_calls):
             if i >= left:
-                out.append(ToolMessage(BUDGET_SPENT.format(n=max_tool_calls), tool_call_id=call["id"],
-                                       name=call["name"], artifact=REFUSED))
+                out.append(ToolMessage(why, tool_call_id=call["id"], name=call["name"], artifact=REFUSED))
             elif call["name"] not in lc_tools:
                 out.append(ToolMessage(f"error: there is no tool {call['name']!r}; the tools are {', '.join(lc_tools)}",
                                        tool_call_id=call["id"], name=call["name"], status="error"))

@@ -14,6 +14,7 @@ from typing import Any
 from nla_audit.agents.prompts import load_prompt
 from nla_audit.agents.session import AuditSession
 
+DATA_LINES = "- `search_training_data` searches the target's training data for documents with given words;\n"
 SAE_LINES = ("- `sae_features`, `sae_feature_details` and `sae_search` read the same activations through a sparse\n"
              "  autoencoder (SAE) baseline: labelled features, their top-activating texts, and a search over labels;\n")
 
@@ -25,6 +26,8 @@ class AuditRecord:
     tool_calls: int
     max_tool_calls: int
     wall_s: float
+    auditor_tokens: int  # the auditor model's input + output tokens as its API reported them (0 when scripted)
+    max_auditor_tokens: int | None
     messages: list[dict]
     transcripts: dict[str, list[dict]]
 
@@ -36,22 +39,25 @@ def render_prompt(task: str, session: AuditSession, max_tool_calls: int) -> str:
     given = [f"- {t.id}: {len(t.messages)} messages, given to you at the start" for t in session.transcripts.values()]
     return load_prompt("auditor").format(
         task=task.strip(), max_tool_calls=max_tool_calls, sae_tools=SAE_LINES if session.config.sae else "",
+        data_tools=DATA_LINES if session.config.training_data else "",
         transcripts=("Transcripts you start with:\n" + "\n".join(given) + "\n") if given else "")
 
 
 async def run_audit(session: AuditSession, model: Any, task: str, max_tool_calls: int = 20,
-                    tools: Sequence[Any] | None = None, on_message: Callable[[Any], None] | None = None) -> AuditRecord:
+                    tools: Sequence[Any] | None = None, on_message: Callable[[Any], None] | None = None,
+                    max_auditor_tokens: int | None = None) -> AuditRecord:
     """Let ``model`` (a langchain chat model with tool use) audit ``session``'s target; ``tools`` defaults to
     every tool the session supports. ``on_message`` sees each message as the audit produces it (an audit
     takes minutes on a CPU; the CLI prints a trace with it)."""
     from langchain_core.messages import HumanMessage, messages_to_dict
 
-    from nla_audit.agents.graph import build_auditor, extract_report, recursion_limit, tool_calls_made
+    from nla_audit.agents.graph import auditor_tokens, build_auditor, extract_report, recursion_limit, tool_calls_made
     from nla_audit.agents.tools import audit_tools
 
     t0 = time.perf_counter()
     await session.run(session.load)  # a model that cannot load stops here, before the auditor's first turn
-    graph = build_auditor(model, tools if tools is not None else audit_tools(session), max_tool_calls)
+    graph = build_auditor(model, tools if tools is not None else audit_tools(session), max_tool_calls,
+                          max_auditor_tokens)
     msgs: list[Any] = []
     async for state in graph.astream({"messages": [HumanMessage(render_prompt(task, session, max_tool_calls))]},
                                      config={"recursion_limit": recursion_limit(max_tool_calls)}, stream_mode="values"):
@@ -61,5 +67,6 @@ async def run_audit(session: AuditSession, model: Any, task: str, max_tool_calls
         msgs = state["messages"]
     return AuditRecord(task=task, report=extract_report(msgs), tool_calls=tool_calls_made(msgs),
                        max_tool_calls=max_tool_calls, wall_s=round(time.perf_counter() - t0, 2),
+                       auditor_tokens=auditor_tokens(msgs), max_auditor_tokens=max_auditor_tokens,
                        messages=messages_to_dict(msgs),
                        transcripts={t.id: list(t.messages) for t in session.transcripts.values()})

@@ -375,3 +375,26 @@ def test_chat_samples_several_replies_as_transcripts(nla_dirs):
     assert len(replies) > 1  # sampled, with a different seed each
     with pytest.raises(AuditToolError, match="samples = 9"):
         asyncio.run(tools["chat"](message="x", samples=9))
+
+
+def test_token_budget_refuses_calls_and_is_recorded(nla_dirs):
+    """An auditor past its token budget gets its calls refused and must report; the record says what it used."""
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+
+    class Costly(ScriptedAuditor):
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            res = super()._generate(messages, stop, run_manager, **kwargs)
+            m = res.generations[0].message
+            usage = {"input_tokens": 500, "output_tokens": 100, "total_tokens": 600}
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(content=m.content, tool_calls=m.tool_calls,
+                                                                            usage_metadata=usage))])
+
+    sess = session(nla_dirs)
+    auditor = Costly(turns=[call("chat", message="hi"), call("tokens", transcript_id="t0"),
+                            {"say": "<report>done</report>"}])
+    rec = asyncio.run(run_audit(sess, auditor, "x", max_tool_calls=10, max_auditor_tokens=1000))
+    texts = tool_texts(rec)
+    assert texts[0].startswith("transcript t0") and texts[1].startswith("not run: the auditor has used 1200 of its 1000")
+    assert rec.tool_calls == 1 and rec.auditor_tokens == 1800 and rec.max_auditor_tokens == 1000
+    assert rec.report == "done"
