@@ -14,7 +14,7 @@ from typing import Any
 
 from nla_audit.chat import reply
 from nla_audit.errors import InputError
-from nla_audit.nla import MAX_DOCUMENT_TOKENS, TEMPLATE_SPECS, resolve_positions
+from nla_audit.nla import LAYOUT_SPECS, MAX_DOCUMENT_TOKENS, resolve_positions
 
 from nla_audit.agents.session import AuditSession
 
@@ -51,7 +51,7 @@ def parse_positions(spec: str, n_tokens: int, limit: int, layout: Callable[[], A
     ``nla.resolve_positions``), at most ``limit`` of them; ``layout`` builds the chat layout the template
     specs need (only called for them)."""
     spec = str(spec).strip().lower()
-    pos = resolve_positions(spec, n_tokens, layout() if layout is not None and spec in TEMPLATE_SPECS else None)
+    pos = resolve_positions(spec, n_tokens, layout() if layout is not None and spec in LAYOUT_SPECS else None)
     if len(pos) > limit:
         raise AuditToolError(f"{len(pos)} positions asked, at most {limit} a call: ask for fewer, or page through them")
     return pos
@@ -147,7 +147,7 @@ def audit_tools(session: AuditSession) -> list[Tool]:
 
         Args:
             transcript_id: a transcript id such as "t0".
-            positions: "header" (template tokens before the reply), "last", "12", "3,7,9" or "10:20" (- from the end).
+            positions: "header" (tokens before the reply), "last" (the reply's last token), "12", "3,7,9", "-3:".
 
         Returns:
             One block per position: position, token, fve_nrm and the explanation.

@@ -145,7 +145,7 @@ class NLA:
     def explain_document(self, doc: Document, positions: str | list[int] = "all", **sampling: Any) -> list[ExplainedActivation]:
         ids, acts = self.document_activations(doc)
         layout = None
-        if doc.messages is not None and positions in TEMPLATE_SPECS:
+        if doc.messages is not None and positions in LAYOUT_SPECS:
             from nla_audit.chat_layout import chat_layout
 
             layout = chat_layout(self.target.tokenizer, doc.messages, MAX_DOCUMENT_TOKENS)
@@ -208,6 +208,7 @@ def template_positions(spec: str, layout: Any) -> list[int]:
 
 
 TEMPLATE_SPECS = ("header", "control")
+LAYOUT_SPECS = (*TEMPLATE_SPECS, "last")  # specs that read a chat's layout when the document is a chat
 
 
 def check_position_spec(spec: str, chat: bool) -> None:
@@ -222,7 +223,8 @@ def check_position_spec(spec: str, chat: bool) -> None:
 
 
 def resolve_positions(spec: str | list[int], n_tokens: int, layout: Any = None) -> list[int]:
-    """'all' (every position but the attention sink 0), 'last', 'header' / 'control' (chat transcripts: see
+    """'all' (every position but the attention sink 0), 'last' (with a chat's ``layout``: the last token of the
+    last message, not the template's closing tokens), 'header' / 'control' (chat transcripts: see
     ``template_positions``), or explicit positions: indices and 'a:b' ranges, comma-separated, negative from the
     end (``"3,7"``, ``"-5:"``, ``"10:20,-1"``); repeats are dropped."""
     if spec in TEMPLATE_SPECS:
@@ -232,6 +234,9 @@ def resolve_positions(spec: str | list[int], n_tokens: int, layout: Any = None) 
     if spec == "all":
         return list(range(1, n_tokens))
     if spec == "last":
+        if layout is not None:  # a chat: the last token of the last message, not the template's closing tokens
+            content = [p for p in range(1, n_tokens) if not layout.control[p]]
+            return [content[-1] if content else n_tokens - 1]
         return [n_tokens - 1]
     if isinstance(spec, str):
         spec = _parse_position_spec(spec, n_tokens)

@@ -30,8 +30,9 @@ def register(sub) -> None:
     src.add_argument("--vectors", help="activation parquet (activation_vector column)")
     src.add_argument("--transcript", help="JSON chat transcript: a list of {role, content} messages")
     src.add_argument("--text", help="a raw text string")
-    p.add_argument("--positions", default="all", help="all | last | i,j,... | a:b (negative from the end); transcripts also: header (the template tokens "
-                        "before the last assistant message) | control (every template token)")
+    p.add_argument("--positions", default="all", help="all | last | i,j,... | a:b (negative from the end); for transcripts, last is the last token of the "
+                        "last message, and header (the template tokens before the last assistant message) and "
+                        "control (every template token) select template tokens")
     p.add_argument("--limit", type=int, default=None, help="explain at most N rows of --vectors")
     p.add_argument("--json", action="store_true", help="JSON Lines on stdout")
     p.add_argument("--html", default=None, help="write an HTML view of the transcript/text here")

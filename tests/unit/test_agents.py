@@ -113,8 +113,13 @@ def test_explanations_are_the_nla_s_own(nla_dirs):
     sess = session(nla_dirs)
     audit(sess, [call("chat", message="Tell me a story")])
     tr = sess.activations("t0")
-    direct = sess.get_nla().explain_vectors(tr.acts[[-1]], max_new_tokens=6, temperature=0.0, seed=0)[0]
+    from nla_audit.chat_layout import chat_layout
+
+    lay = chat_layout(sess.get_nla().target.tokenizer, tr.messages, 2048)
+    last = max(p for p in range(len(tr.ids)) if not lay.control[p])  # "last": the reply's last token
+    direct = sess.get_nla().explain_vectors(tr.acts[[last]], max_new_tokens=6, temperature=0.0, seed=0)[0]
     out = asyncio.run(audit_tools(sess)[2](transcript_id="t0", positions="last"))
+    assert out.startswith(f"[{last}] ") and last < len(tr.ids) - 2
     assert out.endswith(direct.explanation.strip()) and f"fve_nrm {direct.fve_nrm:.2f}" in out
 
 

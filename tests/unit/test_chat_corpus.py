@@ -276,3 +276,14 @@ def test_a_message_that_repeats_its_header_is_still_content(tiny_target):
     assert content == ["user", "assistant"]
     header = [i for i, p in enumerate(pieces) if p == "<|im_start|>"][1] + 1  # the role name "user" in the header
     assert pieces[header] == "user" and lay.control[header]
+
+
+def test_last_means_the_last_token_of_the_last_message(tiny_target):
+    from nla_audit.chat_layout import chat_layout
+    from nla_audit.nla import resolve_positions
+
+    tok = _tok(tiny_target)
+    lay = chat_layout(tok, CHAT, 512)
+    (p,) = resolve_positions("last", len(lay.ids), lay)
+    assert tok.decode([lay.ids[p]]) == "." and lay.message[p] == 2 and not lay.control[p]
+    assert resolve_positions("last", len(lay.ids)) == [len(lay.ids) - 1]  # raw text: the very last token
