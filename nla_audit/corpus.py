@@ -38,7 +38,12 @@ def _read_text(path: Path) -> str:
         raise InputError(f"cannot read {path}: {exc.strerror}", fix="check the path and its permissions") from None
 
 
+CHAT_ROLES = ("system", "user", "assistant", "tool")  # what HF chat templates know; others render as typed
+
+
 def check_messages(messages: Any, where: str) -> tuple[dict, ...]:
+    """Well-formed chat messages with known roles, or one clear line (a role the template does not know, such
+    as "robot", would otherwise be rendered silently as a made-up speaker)."""
     if not isinstance(messages, list) or not messages:
         raise InputError(f"{where}: 'messages' must be a non-empty list",
                          expected='[{"role": "user", "content": "..."}, ...]')
@@ -46,6 +51,9 @@ def check_messages(messages: Any, where: str) -> tuple[dict, ...]:
         if not isinstance(m, dict) or "role" not in m or not isinstance(m.get("content"), str):
             raise InputError(f"{where}: malformed message {str(m)[:60]!r}",
                              expected='{"role": ..., "content": "<string>"}')
+        if m["role"] not in CHAT_ROLES:
+            raise InputError(f"{where}: unknown role {m['role']!r}", expected=" / ".join(CHAT_ROLES),
+                             fix="rename the role (e.g. bot → assistant, human → user)")
     return tuple({"role": m["role"], "content": m["content"]} for m in messages)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from nla_audit.atomic import atomic_write_text
-from nla_audit.errors import SidecarError
+from nla_audit.errors import InputError, SidecarError
 
 SIDECAR_NAME = "nla_meta.yaml"
 INJECT_PLACEHOLDER = "<INJECT>"
@@ -90,6 +90,9 @@ def write_dataset_sidecar(parquet: str | Path, meta: dict) -> Path:
 
 
 def read_dataset_sidecar(parquet: str | Path) -> dict:
+    if not Path(parquet).exists():  # say what is missing: the data, not (only) its sidecar
+        raise InputError(f"data file {parquet} does not exist",
+                         fix="check the path; extract with `nla-audit extract`, or make training data with `nla-audit datagen`")
     path = dataset_sidecar_path(parquet)
     data = _load_yaml(path)
     if data.get("kind") != "nla_dataset" or data.get("schema_version") != 1:

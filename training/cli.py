@@ -5,7 +5,40 @@ Config precedence: YAML file (``--config``) < ``key=value`` overrides (``--set``
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+
+
+class LazyEpilogParser(argparse.ArgumentParser):
+    """A parser whose epilog is computed when help is shown: the config keys and their defaults come from the
+    stage's dataclass, whose module imports torch, which ``nla-audit`` should not pay for on every command."""
+
+    def __init__(self, *args, epilog_fn=None, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self._epilog_fn = epilog_fn
+
+    def format_help(self) -> str:
+        if self._epilog_fn is not None:
+            self.epilog = self._epilog_fn()
+        return super().format_help()
+
+
+def config_keys_epilog(stage: str) -> str:
+    """Every ``--set`` key of a stage with its default, wrapped for a terminal."""
+    import dataclasses
+    import textwrap
+
+    if stage == "pipeline":
+        from nla_audit.training.pipeline import PipelineConfig as cls
+    elif stage == "rl":
+        from nla_audit.training.grpo import GRPOConfig as cls
+    else:
+        from nla_audit.training.sft import SFTConfig as cls
+    keys = [f"{f.name}=<required>" if f.default is dataclasses.MISSING else f"{f.name}={f.default}"
+            for f in dataclasses.fields(cls)]
+    return "config keys (--set key=value; default shown):\n" + textwrap.fill(", ".join(keys), 100,
+                                                                             initial_indent="  ", subsequent_indent="  ")
 
 
 def register(sub) -> None:
@@ -25,9 +58,10 @@ def register(sub) -> None:
                         "faster on CPUs without native bf16)")
     p.set_defaults(func=run_datagen)
 
-    t = sub.add_parser("train", help="train an NLA: ar-sft, av-sft, rl")
-    tsub = t.add_subparsers(dest="stage", metavar="STAGE", required=True)
-    pl = tsub.add_parser("pipeline", help="extract → datagen → AR SFT → AV SFT → RL, resumable end to end")
+    t = sub.add_parser("train", help="train an NLA: pipeline, av-texts, ar-sft, av-sft, rl")
+    tsub = t.add_subparsers(dest="stage", metavar="STAGE", required=True, parser_class=LazyEpilogParser)
+    pl = tsub.add_parser("pipeline", help="extract → datagen → AR SFT → AV SFT → RL, resumable end to end",
+                         epilog_fn=lambda: config_keys_epilog("pipeline"))
     pl.add_argument("--config", default=None)
     pl.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     pl.add_argument("--run-dir", default=None)
@@ -42,8 +76,12 @@ def register(sub) -> None:
     at.add_argument("--out", default=None, help="ar_sft parquet to write (its eval part: <stem>.eval.parquet)")
     at.add_argument("--quiet", action="store_true")
     at.set_defaults(func=run_av_texts)
+    helps = {"ar-sft": "AR SFT: teach the AR to map teacher explanations back to activations",
+             "av-sft": "AV SFT: teach the AV to write the teacher's explanations of injected activations",
+             "rl": "GRPO: the AV explains, the AR's reconstruction error is the reward; the AR trains alongside"}
     for stage in ("ar-sft", "av-sft", "rl"):
-        s = tsub.add_parser(stage)
+        s = tsub.add_parser(stage, help=helps[stage], description=helps[stage],
+                            epilog_fn=lambda stage=stage: config_keys_epilog(stage))
         s.add_argument("--config", default=None, help="YAML config (keys of the stage's config dataclass)")
         s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
         s.add_argument("--data", default=None)

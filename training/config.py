@@ -51,6 +51,11 @@ def build_config(cls: type[T], data: dict[str, Any], source: str = "config") -> 
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown}", expected=f"keys of {cls.__name__}: {sorted(fields)}",
                           fix="remove or rename them")
+    missing = [f.name for f in fields.values() if f.name not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"missing required config key(s) {missing}", expected=f"values for {', '.join(missing)}",
+                          fix="pass them as flags (e.g. --data, --av, --ar) or with --set key=value")
     hints = typing.get_type_hints(cls)
     values = {k: _coerce(k, v, hints[k]) for k, v in data.items()}
     try:

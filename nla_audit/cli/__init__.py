@@ -27,7 +27,32 @@ def build_parser() -> argparse.ArgumentParser:
             ep.load()(sub)
         except ImportError as exc:  # an optional extra is missing: say so only if that command is used
             _register_missing(sub, ep.name, exc)
+    show_defaults(parser)
     return parser
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default in its help line (unless the help already names it, or there is none to show);
+    epilogs keep their own line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text.lower() or default in (None, False, argparse.SUPPRESS) or not action.option_strings
+                or default == []):
+            return text
+        return f"{text} (default: {default})" if text else f"default: {default}"
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` and every subcommand parser below it the ``HelpFormatter``."""
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        if action.help is None and action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS):
+            action.help = f"default: {action.default}"  # argparse prints nothing for an option without help
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                show_defaults(child)
 
 
 def _register_missing(sub, name: str, exc: ImportError) -> None:

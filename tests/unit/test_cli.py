@@ -172,3 +172,25 @@ def test_explain_checks_positions_before_loading_and_names_the_default_system_pr
     code, err = _run(["explain", "--av", str(av), "--ar", str(ar), "--transcript", str(chat), "--positions", "header",
                       "--max-new-tokens", "3", "--json"], capsys)
     assert code == 0 and "inserted its default system prompt" in err
+
+
+def test_help_lists_every_training_stage_its_config_keys_and_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert all(s in out for s in ("pipeline", "av-texts", "ar-sft", "av-sft", "rl"))
+    with pytest.raises(SystemExit):
+        main(["train", "rl", "--help"])
+    out = capsys.readouterr().out
+    assert "config keys" in out and "av_lr=5e-05" in out and "av=<required>" in out
+    with pytest.raises(SystemExit):
+        main(["explain", "--help"])
+    assert "--max-new-tokens MAX_NEW_TOKENS default: 150" in " ".join(capsys.readouterr().out.split())
+
+
+def test_train_names_a_missing_data_file_and_missing_keys(tmp_path, capsys):
+    code, err = _run(["train", "rl", "--data", str(tmp_path / "missing.parquet"), "--run-dir", str(tmp_path),
+                      "--av", "a", "--ar", "b"], capsys)
+    assert code == 2 and "missing.parquet does not exist" in err and "sidecar" not in err
+    code, err = _run(["train", "rl", "--data", str(tmp_path / "d.parquet"), "--run-dir", str(tmp_path)], capsys)
+    assert code == 2 and "missing required config key(s) ['av', 'ar']" in err and "__init__" not in err

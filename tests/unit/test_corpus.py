@@ -45,3 +45,9 @@ def test_fortune_parsing_and_packing():
     assert entries == ["one", "two\n  -- someone", "three"]
     assert pack_documents(entries, max_chars=12) == ["one", "two\n  -- someone", "three"]
     assert pack_documents(entries, max_chars=1000) == ["one\n\ntwo\n  -- someone\n\nthree"]
+
+
+def test_unknown_chat_role_is_one_clear_error(tmp_path):
+    p = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "messages": [{"role": "robot", "content": "beep"}]}])
+    with pytest.raises(InputError, match="unknown role 'robot'; expected system / user / assistant / tool"):
+        list(iter_documents(str(p)))
