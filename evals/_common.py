@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from inspect_ai import Task
+from inspect_ai._util.error import PrerequisiteError  # inspect prints it as one message, not a traceback
 from inspect_ai.dataset import Sample
 from inspect_ai.model import ChatMessageAssistant, ChatMessageSystem, ChatMessageUser, ModelOutput, model_roles
 from inspect_ai.scorer import (Metric, SampleScore, Score, Scorer, Target, accuracy, ci_wilson, grouped, metric,
                                scorer)
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
-from nla_audit.errors import InputError
+from nla_audit.errors import InputError, NLAAuditError
 from nla_audit.evals._items import DatasetFile, load_items
 from nla_audit.evals._runner import EvalConfig, Runner
 
@@ -85,8 +86,27 @@ def params_doc() -> str:
     return ", ".join(f.name for f in fields(EvalConfig))
 
 
+class TaskInputError(InputError, PrerequisiteError):
+    """A bad ``-T`` parameter or input: an ``InputError`` for ``nla-audit eval`` (one line, exit 2) that is also
+    inspect's ``PrerequisiteError``, which ``inspect eval`` prints as one message instead of a traceback."""
+
+    def __init__(self, message: str) -> None:
+        InputError.__init__(self, message)
+        self.message = f"nla_audit: {message}"
+
+
 def build_task(spec: TaskSpec, **params: Any) -> Task:
-    """The inspect ``Task`` for ``spec`` under the given ``-T`` parameters (see ``EvalConfig``)."""
+    """The inspect ``Task`` for ``spec`` under the given ``-T`` parameters (see ``EvalConfig``); a user error is
+    one message under both ``nla-audit eval`` and ``inspect eval``."""
+    try:
+        return _build_task(spec, **params)
+    except TaskInputError:
+        raise
+    except NLAAuditError as exc:
+        raise TaskInputError(str(exc)) from None
+
+
+def _build_task(spec: TaskSpec, **params: Any) -> Task:
     unknown = set(params) - {f.name for f in fields(EvalConfig)}
     if unknown:
         raise InputError(f"unknown task parameter(s) {sorted(unknown)}", expected=params_doc())

@@ -86,3 +86,24 @@ def test_cli_runs_and_prints_rows(tiny_nla, capsys, tmp_path):
     assert [(r["explainer"], r["grader"]) for r in rows] == [("text", "embed"), ("probe", "probe")]
     assert all(r["n"] == 10 and 0 <= r["score"] <= 1 for r in rows)
     assert len(list(tmp_path.glob("*.eval"))) == 2
+
+
+def test_inspect_cli_prints_a_bad_parameter_as_one_message(tmp_path):
+    """`inspect eval nla_audit/<task> -T bogus=1` prints the one-line error, not a traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from inspect_ai._util.error import PrerequisiteError
+
+    from nla_audit.evals.classification import classification
+
+    with pytest.raises(PrerequisiteError):
+        classification(bogus=1)
+    inspect = Path(sys.executable).with_name("inspect")
+    r = subprocess.run([str(inspect), "eval", "nla_audit/classification", "-T", "bogus=1", "--model", "mockllm/model",
+                        "--log-dir", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "COLUMNS": "200"})
+    out = r.stdout + r.stderr
+    assert "unknown task parameter(s) ['bogus']" in out and "Traceback" not in out and len(out.strip().splitlines()) <= 3
