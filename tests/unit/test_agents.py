@@ -403,3 +403,21 @@ def test_token_budget_refuses_calls_and_is_recorded(nla_dirs):
     assert texts[0].startswith("transcript t0") and texts[1].startswith("not run: the auditor has used 1200 of its 1000")
     assert rec.tool_calls == 1 and rec.auditor_tokens == 1800 and rec.max_auditor_tokens == 1000
     assert rec.report == "done"
+
+
+def test_cli_audit_without_a_network_says_so_before_loading_models(tmp_path, capsys, monkeypatch):
+    import socket
+
+    from nla_audit.cli import main
+    from nla_audit.nla import NLA
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-canary")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(NLA, "load", classmethod(lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded"))))
+    assert main(["audit", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the Anthropic API at 127.0.0.1" in err and "network" in err and "loaded" not in err
+    assert "sk-canary" not in err and len(err.strip().splitlines()) == 1
