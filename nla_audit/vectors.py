@@ -81,4 +81,6 @@ def read_vectors(path: str | Path, columns: list[str] | None = None) -> tuple[np
         return np.zeros((0, 0), np.float32), {c: [] for c in columns or []}
     if flat.size % n:
         raise InputError(f"{path}: activation_vector rows have different lengths", expected="one d_model for all rows")
+    if not flat.flags.writeable:  # arrow's buffers are read-only; torch.from_numpy would warn on every use
+        flat = flat.copy()
     return flat.reshape(n, -1), {c: table.column(c).to_pylist() for c in columns or []}

@@ -74,6 +74,29 @@ def document_tokens(nla, doc) -> list[str]:
     return [tok.decode([i]) for i in tokenize_document(doc, tok, MAX_DOCUMENT_TOKENS)]
 
 
+def vector_rows(path: str, limit: int | None) -> tuple:
+    """The vectors of an activation parquet and, per row, (position in its document, the text's last ~40
+    characters up to the activation's token, document id) when the file has the reference provenance columns;
+    otherwise (row index, None, None)."""
+    import pyarrow.parquet as pq
+
+    from nla_audit.vectors import read_vectors
+
+    try:
+        names = set(pq.read_schema(path).names)
+    except Exception:  # missing or not parquet: read_vectors below says so in one line
+        names = set()
+    cols = [c for c in ("doc_id", "n_raw_tokens", "detokenized_text_truncated") if c in names]
+    vecs, got = read_vectors(path, cols)
+    if limit:
+        vecs = vecs[:limit]
+    n = len(vecs)
+    if len(cols) < 3:
+        return vecs, [(i, None, None) for i in range(n)]
+    return vecs, [(int(k) - 1, "…" + t[-40:], d) for k, t, d in
+                  zip(got["n_raw_tokens"][:n], got["detokenized_text_truncated"][:n], got["doc_id"][:n])]
+
+
 def announce_default_system(nla, doc) -> None:
     """Say so when the chat template inserted a system prompt the transcript does not have: its tokens are read
     and explained like the rest, and a reader should know where they came from."""
@@ -97,14 +120,10 @@ def run(args) -> int:
         check_writable(args.html)
     samp = sampling(args)
     if args.vectors:
-        from nla_audit.vectors import read_vectors
-
-        vecs, cols = read_vectors(args.vectors)
-        if args.limit:
-            vecs = vecs[: args.limit]
+        vecs, prov = vector_rows(args.vectors, args.limit)
         nla = NLA.load(args.av, args.ar, args.dtype, args.device, args.backend)
         rows = nla.explain_vectors(vecs, **samp)
-        rows = [r.__class__(**{**r.to_dict(), "position": i}) for i, r in enumerate(rows)]
+        rows = [r.__class__(**{**r.to_dict(), "position": p, "token": t}) for r, (p, t, _d) in zip(rows, prov)]
         title = f"{args.vectors} ({len(rows)} vectors)"
     else:
         from nla_audit.nla import check_position_spec
@@ -117,9 +136,11 @@ def run(args) -> int:
         title = f"{args.transcript or 'text'} · layer {nla.layer}"
         tokens = document_tokens(nla, doc)
     if args.json:
-        for r in rows:
-            print(json.dumps({k: r.to_dict()[k] for k in ("position", "token", "explanation", "mse_nrm", "cos",
-                                                            "fve_nrm", "norm", "ok", "warning", "best_of", "pick")}))
+        docs = [d for _p, _t, d in prov] if args.vectors else [None] * len(rows)
+        for r, doc in zip(rows, docs):
+            out = {k: r.to_dict()[k] for k in ("position", "token", "explanation", "mse_nrm", "cos",
+                                               "fve_nrm", "norm", "ok", "warning", "best_of", "pick")}
+            print(json.dumps({**({"doc_id": doc} if args.vectors else {}), **out}))
     else:
         print_table(rows, title)
     if args.html:

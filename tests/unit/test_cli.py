@@ -194,3 +194,22 @@ def test_train_names_a_missing_data_file_and_missing_keys(tmp_path, capsys):
     assert code == 2 and "missing.parquet does not exist" in err and "sidecar" not in err
     code, err = _run(["train", "rl", "--data", str(tmp_path / "d.parquet"), "--run-dir", str(tmp_path)], capsys)
     assert code == 2 and "missing required config key(s) ['av', 'ar']" in err and "__init__" not in err
+
+
+def test_explain_vectors_keeps_provenance_and_warns_nothing(tmp_path, capsys, tiny_model_dir, tiny_target):
+    import warnings
+
+    from nla_audit.extract import ExtractConfig, extract_activations
+    from tests.builders import build_tiny_nla, text_corpus
+
+    av, ar = build_tiny_nla(tiny_model_dir, tmp_path / "nla")
+    data = tmp_path / "a.parquet"
+    extract_activations(ExtractConfig(out=str(data), corpus=str(text_corpus(tmp_path / "c.jsonl", n_docs=2)), layer=2,
+                                      positions_per_doc=2, min_position=5), target=tiny_target, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's non-writable-array warning would fail here
+        code = main(["explain", "--av", str(av), "--ar", str(ar), "--vectors", str(data), "--limit", "3",
+                     "--max-new-tokens", "3", "--json"])
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert code == 0 and len(rows) == 3 and all(r["doc_id"].startswith("doc") for r in rows)
+    assert all(r["position"] >= 5 and r["token"].startswith("…") for r in rows)
