@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,13 +115,16 @@ class ActivationVerbalizer:
 
     # --------------------------------------------------------------------------------------- generation
     def generate(self, vectors: torch.Tensor, max_new_tokens: int = 150, temperature: float = 0.0,
-                 top_p: float = 1.0, batch_size: int = 16, seed: int | None = None) -> list[list[int]]:
-        """Response token ids (no prompt) per vector, generated in batches with the vector injected."""
+                 top_p: float = 1.0, batch_size: int = 16, seed: int | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> list[list[int]]:
+        """Response token ids (no prompt) per vector, generated in batches with the vector injected;
+        ``progress(done, total)`` is called after each batch."""
         v = validate_vectors(vectors, self.d_model)
         return self._seeded_batches(v, batch_size, seed, lambda chunk: self._generate_batch(
-            chunk, [self.prompt_ids] * len(chunk), max_new_tokens, temperature, top_p))
+            chunk, [self.prompt_ids] * len(chunk), max_new_tokens, temperature, top_p), progress)
 
-    def _seeded_batches(self, v: torch.Tensor, batch_size: int, seed: int | None, decode) -> list[list[int]]:
+    def _seeded_batches(self, v: torch.Tensor, batch_size: int, seed: int | None, decode,
+                        progress: Callable[[int, int], None] | None = None) -> list[list[int]]:
         """``decode`` over row chunks. A seeded call draws from a forked RNG: same seed + same rows → same text,
         and the caller's RNG is untouched."""
         out: list[list[int]] = []
@@ -130,6 +134,8 @@ class ActivationVerbalizer:
                 torch.manual_seed(seed)
             for i in range(0, len(v), batch_size):
                 out.extend(decode(v[i:i + batch_size]))
+                if progress is not None:
+                    progress(len(out), len(v))
         return out
 
     def generate_guided(self, vectors: torch.Tensor, null_vector: torch.Tensor, guidance: float,
@@ -207,9 +213,10 @@ class ActivationVerbalizer:
                            warning=injection_warning(text))
 
     def explain(self, vectors: Any, max_new_tokens: int = 150, temperature: float = 0.0, top_p: float = 1.0,
-                batch_size: int = 16, seed: int | None = None) -> list[Explanation]:
+                batch_size: int = 16, seed: int | None = None,
+                progress: Callable[[int, int], None] | None = None) -> list[Explanation]:
         """Explain each row of ``vectors`` ([n, d] or [d]); greedy by default, sampled when temperature > 0."""
-        ids = self.generate(vectors, max_new_tokens, temperature, top_p, batch_size, seed)
+        ids = self.generate(vectors, max_new_tokens, temperature, top_p, batch_size, seed, progress)
         return [self.to_explanation(row, max_new_tokens) for row in ids]
 
 

@@ -98,7 +98,7 @@ class NLA:
     # ------------------------------------------------------------------------------------------------
     def explain_vectors(self, vectors: Any, max_new_tokens: int = 150, temperature: float = 0.0,
                         batch_size: int = 16, seed: int | None = None, best_of: int = 1,
-                        pick: str = "closest") -> list[ExplainedActivation]:
+                        pick: str = "closest", progress: Any = None) -> list[ExplainedActivation]:
         """One explanation per vector with its round-trip score.
 
         ``best_of = k > 1`` samples k explanations per vector and keeps one, by ``pick``:
@@ -112,8 +112,9 @@ class NLA:
         """
         v = validate_vectors(vectors, self.av.d_model)
         check_best_of(best_of, temperature, pick)
+        extra = {"progress": progress} if progress is not None and self.generator is self.av else {}
         expl, pred = self.sample_explanations(v, best_of, max_new_tokens=max_new_tokens, temperature=temperature,
-                                              batch_size=batch_size, seed=seed)
+                                              batch_size=batch_size, seed=seed, **extra)
         rows = v.repeat_interleave(best_of, dim=0)
         mse = mse_nrm(pred, rows, self.ar.meta.mse_scale)
         ok = torch.tensor([e.ok for e in expl])

@@ -19,10 +19,10 @@ class RateProgress:
     def __enter__(self) -> RateProgress:
         self._t0 = time.perf_counter()
         if self.enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed} " + self.unit),
-                                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                                       transient=False, disable=not sys.stderr.isatty(), console=_stderr_console())
             self._progress.__enter__()
             self._task = self._progress.add_task(self.label, total=self.total, rate="")
@@ -38,6 +38,13 @@ class RateProgress:
                 rate += f"  {self.tokens / dt:,.0f} tok/s"
             extra = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
             self._progress.update(self._task, advance=items, rate=(rate + "  " + extra).strip())
+
+    def report(self, done: int, total: int) -> None:
+        """A ``progress(done, total)`` callback (the AV's batches): sets the total, advances to ``done``."""
+        if self._progress is not None and self.total != total:
+            self.total = total
+            self._progress.update(self._task, total=total)
+        self.advance(done - self.items)
 
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:

@@ -111,6 +111,13 @@ def announce_default_system(nla, doc) -> None:
               "its tokens are part of the transcript", file=sys.stderr)
 
 
+def _bar(args):
+    """A progress bar with total and ETA over the AV's batches (off with --json and when stderr is no TTY)."""
+    from nla_audit.progress import RateProgress
+
+    return RateProgress("explain", enabled=not args.json, unit="activations")
+
+
 def run(args) -> int:
     from nla_audit.atomic import atomic_write_text, check_writable
     from nla_audit.nla import NLA
@@ -122,7 +129,8 @@ def run(args) -> int:
     if args.vectors:
         vecs, prov = vector_rows(args.vectors, args.limit)
         nla = NLA.load(args.av, args.ar, args.dtype, args.device, args.backend)
-        rows = nla.explain_vectors(vecs, **samp)
+        with _bar(args) as bar:
+            rows = nla.explain_vectors(vecs, progress=bar.report, **samp)
         rows = [r.__class__(**{**r.to_dict(), "position": p, "token": t}) for r, (p, t, _d) in zip(rows, prov)]
         title = f"{args.vectors} ({len(rows)} vectors)"
     else:
@@ -132,7 +140,8 @@ def run(args) -> int:
         check_position_spec(args.positions, doc.messages is not None)  # before the model load
         nla = NLA.load(args.av, args.ar, args.dtype, args.device, args.backend)
         announce_default_system(nla, doc)
-        rows = nla.explain_document(doc, args.positions, **samp)
+        with _bar(args) as bar:
+            rows = nla.explain_document(doc, args.positions, progress=bar.report, **samp)
         title = f"{args.transcript or 'text'} · layer {nla.layer}"
         tokens = document_tokens(nla, doc)
     if args.json:

@@ -211,3 +211,11 @@ def test_best_of_keeps_the_best_reconstruction(tiny_nla):
     assert len(one) == 2
     with pytest.raises(InputError, match="temperature"):
         nla.explain_vectors(v, best_of=3)  # greedy samples would all be the same
+
+
+def test_progress_reports_each_batch(tiny_nla):
+    nla = NLA.load(*tiny_nla)
+    seen = []
+    nla.explain_vectors(torch.randn(5, nla.av.d_model), max_new_tokens=2, batch_size=2,
+                        progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(2, 5), (4, 5), (5, 5)]
