@@ -97,6 +97,20 @@ def vector_rows(path: str, limit: int | None) -> tuple:
                   zip(got["n_raw_tokens"][:n], got["detokenized_text_truncated"][:n], got["doc_id"][:n])]
 
 
+def check_positions_in_range(args, doc) -> None:
+    """Positions against the document's token count, with the tokenizer alone (a second to load, not the ~20 s
+    of the models), so a position out of range is reported before the wait."""
+    from nla_audit.extract import prepare_document
+    from nla_audit.models import load_tokenizer, resolve_model_path
+    from nla_audit.nla import MAX_DOCUMENT_TOKENS, default_nla_paths, resolve_positions
+    from nla_audit.sidecar import read_model_sidecar
+
+    meta = read_model_sidecar(args.av or default_nla_paths()[0], "av")
+    tok = load_tokenizer(resolve_model_path(meta.base_model))
+    ids, layout = prepare_document(doc, tok, MAX_DOCUMENT_TOKENS)
+    resolve_positions(args.positions, len(ids), layout)
+
+
 def announce_default_system(nla, doc) -> None:
     """Say so when the chat template inserted a system prompt the transcript does not have: its tokens are read
     and explained like the rest, and a reader should know where they came from."""
@@ -138,6 +152,7 @@ def run(args) -> int:
 
         doc = _document(args)
         check_position_spec(args.positions, doc.messages is not None)  # before the model load
+        check_positions_in_range(args, doc)
         nla = NLA.load(args.av, args.ar, args.dtype, args.device, args.backend)
         announce_default_system(nla, doc)
         with _bar(args) as bar:

@@ -213,3 +213,13 @@ def test_explain_vectors_keeps_provenance_and_warns_nothing(tmp_path, capsys, ti
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert code == 0 and len(rows) == 3 and all(r["doc_id"].startswith("doc") for r in rows)
     assert all(r["position"] >= 5 and r["token"].startswith("…") for r in rows)
+
+
+def test_explain_reports_a_position_out_of_range_before_loading(tmp_path, capsys, tiny_model_dir, monkeypatch):
+    from nla_audit.nla import NLA
+    from tests.builders import build_tiny_nla
+
+    av, ar = build_tiny_nla(tiny_model_dir, tmp_path / "nla")
+    monkeypatch.setattr(NLA, "load", classmethod(lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded"))))
+    code, err = _run(["explain", "--av", str(av), "--ar", str(ar), "--text", "a b c", "--positions", "99999"], capsys)
+    assert code == 2 and "out of range" in err and "loaded" not in err
