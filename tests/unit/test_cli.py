@@ -223,3 +223,18 @@ def test_explain_reports_a_position_out_of_range_before_loading(tmp_path, capsys
     monkeypatch.setattr(NLA, "load", classmethod(lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded"))))
     code, err = _run(["explain", "--av", str(av), "--ar", str(ar), "--text", "a b c", "--positions", "99999"], capsys)
     assert code == 2 and "out of range" in err and "loaded" not in err
+
+
+def test_score_reports_by_position_kind(tmp_path, capsys, tiny_model_dir):
+    from tests.builders import LOREM, build_tiny_nla
+
+    av, ar = build_tiny_nla(tiny_model_dir, tmp_path / "nla")
+    texts = write_jsonl(tmp_path / "t.jsonl", [
+        {"id": "t", "text": LOREM},
+        {"id": "c", "messages": [{"role": "user", "content": "What is the capital of Spain, please?"},
+                                 {"role": "assistant", "content": "It is Madrid, a large and lively city."}]}])
+    assert main(["score", "--av", str(av), "--ar", str(ar), "--texts", str(texts), "--positions-per-doc", "8",
+                 "--max-new-tokens", "3", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res["by_kind"]) == {"text", "content", "control"} and res["n"] == 16
+    assert res["by_kind"]["control"]["n"] == 2 and res["by_kind"]["text"]["n"] == 8
