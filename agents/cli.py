@@ -68,6 +68,8 @@ async def _audit(session, model, args):
         from anthropic import APIError
     except ImportError:  # a scripted audit needs no anthropic
         APIError = ()  # an empty except-tuple catches nothing
+    what = "the NLA, its target" + (" and the SAE" if args.sae else "")
+    print(f"loading {what} (about 20 s on a CPU)…", file=sys.stderr, flush=True)
     try:
         return await run_audit(session, model, args.task, args.max_tool_calls, on_message=trace,
                                max_auditor_tokens=args.max_auditor_tokens)
