@@ -104,7 +104,7 @@ def _key(av: str, ar: str, sets: dict, max_new_tokens: int) -> str:
 
 def score_pair(av: str, ar: str, sets: dict, args, target) -> dict:
     """{set name: {"fve": [...], "floor": [...], "texts": [...]}} with raw mse; fve is made later on one baseline."""
-    from nla_audit.evals._fve import derangement
+    from nla_audit.metrics import derangement
     from nla_audit.metrics import mse_nrm
     from nla_audit.nla import NLA
 

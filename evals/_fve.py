@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from nla_audit.errors import InputError
+from nla_audit.metrics import derangement  # noqa: F401  (re-exported: one floor for every report)
 
 SPLIT_SEED = 42
 
@@ -150,16 +151,6 @@ def training_overlap(doc_ids: list[str], trained_on: list[str]) -> str:
         return "overlap with training data not checked (the training parquets named in the sidecars are not here)"
     return (f"{len(shared)} of {len(held)} held-out documents appear in the {len(found)} training parquet(s) named "
             f"in the sidecars" + ("" if shared else " (disjoint)"))
-
-
-def derangement(n: int, seed: int = 0) -> torch.Tensor:
-    """A seeded permutation with no fixed point (each row gets another row's activation)."""
-    if n < 2:
-        return torch.arange(n)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    out = torch.empty(n, dtype=torch.long)
-    out[order] = torch.roll(order, -1)  # a random cycle through all rows: row order[k] reads order[k+1]
-    return out
 
 
 # ------------------------------------------------------------------------------------------------ scoring

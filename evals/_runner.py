@@ -366,11 +366,7 @@ class _Request:
 
 
 def _derangement(ids: list[str], seed: int) -> dict[str, str]:
-    """Each eval item's floor partner: another eval item, by a seeded cyclic shift of a seeded shuffle."""
-    import random
+    """Each eval item's floor partner: another eval item, by ``metrics.derangement`` (the one floor)."""
+    from nla_audit.metrics import derangement
 
-    order = list(ids)
-    random.Random(f"floor|{seed}").shuffle(order)
-    if len(order) < 2:
-        return {i: i for i in order}
-    return {order[k]: order[(k + 1) % len(order)] for k in range(len(order))}
+    return {ids[i]: ids[j] for i, j in enumerate(derangement(len(ids), seed).tolist())}

@@ -42,22 +42,3 @@ class NLAExplainer:
         kw = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
               "seed": self.seed if self.temperature > 0 else None, **kwargs}
         return [e.text for e in self.nla.generator.explain(vectors, **kw)]
-
-
-class ShuffledExplainer:
-    """Floor: the wrapped explainer fed a fixed permutation of the batch (explanations of *other* activations)."""
-
-    def __init__(self, inner: Explainer, seed: int = 0) -> None:
-        self.inner, self.seed = inner, seed
-        self.name = f"{inner.name}-shuffled"
-
-    @property
-    def site(self) -> tuple[str, int]:
-        return self.inner.site
-
-    def describe(self, vectors: torch.Tensor, **kwargs: Any) -> list[str]:
-        n = len(vectors)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)) if n > 1 else torch.arange(n)
-        if n > 1 and bool((perm == torch.arange(n)).any()):
-            perm = torch.roll(torch.arange(n), 1)  # a derangement: never a row's own activation
-        return self.inner.describe(vectors[perm], **kwargs)

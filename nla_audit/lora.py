@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -141,6 +140,3 @@ def load_adapter(model: nn.Module, ckpt_dir: str | Path, info: dict, merge: bool
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     return merge_lora(model) if merge else model
 
-
-def param_count(params: Any) -> int:
-    return sum(p.numel() for p in params)

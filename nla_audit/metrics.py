@@ -35,6 +35,18 @@ def fve_nrm(mse: torch.Tensor, baseline_rawvar: float) -> torch.Tensor:
     return 1.0 - mse / baseline_rawvar
 
 
+def derangement(n: int, seed: int = 0) -> torch.Tensor:
+    """The floor's input order: a seeded permutation with no fixed point (each row reads another row's
+    activation). One definition for every report (CLI, evals, training curves, benchmarks), so "floor" always
+    means the same thing: a random cycle through all rows (row ``order[k]`` reads ``order[k+1]``)."""
+    if n < 2:
+        return torch.arange(n)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    out = torch.empty(n, dtype=torch.long)
+    out[order] = torch.roll(order, -1)
+    return out
+
+
 def default_mse_scale(d_model: int) -> float:
     return math.sqrt(d_model)
 

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from nla_audit.av import ActivationVerbalizer, parse_explanation
 from nla_audit.injection import av_prompt_ids, injecting
 from nla_audit.lora import merged_copy, sync_merged
-from nla_audit.metrics import FAILED_REWARD, fve_nrm, mse_nrm
+from nla_audit.metrics import FAILED_REWARD, derangement, fve_nrm, mse_nrm
 from nla_audit.models import resolve_dtype
 from nla_audit.progress import RateProgress
 from nla_audit.sidecar import read_dataset_sidecar, read_model_sidecar
@@ -376,7 +376,7 @@ def _heldout_vectors(cfg: GRPOConfig, layer: int, d_model: int) -> torch.Tensor:
 def heldout_eval(av: Any, ar: Any, gold: torch.Tensor, b_rv: float, cfg: GRPOConfig) -> dict[str, float]:
     """Held-out fve_nrm of the live AV + AR, and its floor (each row explained from its neighbour's activation)."""
     out: dict[str, float] = {}
-    for key, inp in (("eval_fve_nrm", gold), ("eval_fve_nrm_shuffled", torch.roll(gold, 1, dims=0))):
+    for key, inp in (("eval_fve_nrm", gold), ("eval_fve_nrm_shuffled", gold[derangement(len(gold), 0)])):
         expl = av.explain(inp, max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,
                           seed=cfg.seed if cfg.eval_temperature > 0 else None)
         mse = mse_nrm(ar.reconstruct([e.text for e in expl]), gold, ar.meta.mse_scale)

@@ -16,7 +16,6 @@ from torch import nn
 
 from nla_audit.ar import VALUE_HEAD_FILE, ActivationReconstructor, strip_head, truncate_config
 from nla_audit.atomic import atomic_dir
-from nla_audit.injection import build_token_meta
 from nla_audit.lora import add_lora, load_adapter, save_adapter
 from nla_audit.models import load_causal_lm, load_tokenizer, resolve_model_path
 from nla_audit.sidecar import AR_TEMPLATE, AV_TEMPLATE, ModelSidecar, TokenMeta
@@ -113,10 +112,6 @@ def as_reconstructor(inner: nn.Module, head: nn.Linear, tok: Any, layer: int, d:
     meta = ModelSidecar(role="ar", base_checkpoint="", d_model=d, layer_index=layer, tokens=None, av_template=None,
                         ar_template=AR_TEMPLATE, mse_scale=math.sqrt(d))
     return ActivationReconstructor(inner, head, tok, meta)
-
-
-def token_meta_for(model: str) -> TokenMeta:
-    return build_token_meta(load_tokenizer(resolve_model_path(model)))
 
 
 def sidecar_baselines(meta: Any) -> dict | None:

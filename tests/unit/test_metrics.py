@@ -40,3 +40,13 @@ def test_token_lookup_predicts_per_token_mean_direction():
     assert torch.allclose(pred[1], torch.tensor([0.5, 0.5]))
     assert torch.allclose(pred[2], torch.tensor([0.5, 0.0]))  # unseen token: the overall mean direction
     assert lookup.coverage([9, 7, 42, 1]) == 0.5
+
+
+def test_derangement_is_the_one_floor():
+    from nla_audit.metrics import derangement
+
+    for n in (2, 3, 10, 57):
+        d = derangement(n, seed=n)
+        assert sorted(d.tolist()) == list(range(n)) and not bool((d == torch.arange(n)).any())
+    assert derangement(1).tolist() == [0] and derangement(9, 1).tolist() == derangement(9, 1).tolist()
+    assert derangement(9, 1).tolist() != derangement(9, 2).tolist()
