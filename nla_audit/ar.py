@@ -16,9 +16,8 @@ from torch import nn
 
 from nla_audit.errors import InputError, SidecarError
 from nla_audit.metrics import cosine, fve_nrm, mse_nrm
-from nla_audit.sidecar import AR_TEMPLATE, ModelSidecar
+from nla_audit.sidecar import AR_TEMPLATE, VALUE_HEAD_FILE, ModelSidecar  # noqa: F401  (VALUE_HEAD_FILE re-exported)
 
-VALUE_HEAD_FILE = "value_head.safetensors"
 PER_LAYER_KEYS = ("layer_types", "no_rope_layers", "sliding_window_pattern_list")
 NORM_NAMES = ("norm", "final_layernorm", "ln_f")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nla_audit.errors import ModelLoadError, SidecarError
-from nla_audit.sidecar import SIDECAR_NAME, ModelSidecar, read_model_sidecar
+from nla_audit.sidecar import SIDECAR_NAME, VALUE_HEAD_FILE, ModelSidecar, read_model_sidecar
 
 
 def resolve_checkpoint(path_or_id: str | Path) -> Path:
@@ -65,7 +65,6 @@ def export_full(av: Any, ar: Any, out: str | Path) -> tuple[Path, Path]:
     ``value_head.safetensors`` + tokenizer + sidecar. Readers of the reference format can load it."""
     from safetensors.torch import save_file
 
-    from nla_audit.ar import VALUE_HEAD_FILE
     from nla_audit.atomic import atomic_dir
 
     out = Path(out)

@@ -9,23 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nla_audit.document import Document, pack_texts  # noqa: F401  (Document is re-exported)
 from nla_audit.errors import InputError
 
 TEXT_SUFFIXES = {".txt", ".md", ".text"}
 MAX_CHUNK_CHARS = 2000
-
-
-@dataclass(frozen=True)
-class Document:
-    """One corpus document: ``text`` for raw text, ``messages`` for a chat transcript."""
-
-    id: str
-    text: str | None = None
-    messages: tuple[dict, ...] | None = None
 
 
 def _read_text(path: Path) -> str:
@@ -96,22 +87,6 @@ def _iter_json(path: Path) -> Iterator[Document]:
             yield _record_to_doc(rec, f"{path.stem}:{i}", f"{path}[{i}]")
     else:
         yield _record_to_doc(obj, path.stem, str(path))
-
-
-def pack_texts(pieces: list[str], max_chars: int) -> list[str]:
-    """Join consecutive pieces with blank lines into chunks of at most ~max_chars (a piece is never split)."""
-    chunks: list[str] = []
-    current: list[str] = []
-    size = 0
-    for p in pieces:
-        if current and size + len(p) > max_chars:
-            chunks.append("\n\n".join(current))
-            current, size = [], 0
-        current.append(p)
-        size += len(p) + 2
-    if current:
-        chunks.append("\n\n".join(current))
-    return chunks
 
 
 def chunk_paragraphs(text: str, max_chars: int = MAX_CHUNK_CHARS) -> list[str]:

