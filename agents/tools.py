@@ -232,7 +232,7 @@ def sae_tools(session: AuditSession) -> list[Tool]:
 
 def latent_records(sae: Any) -> dict[int, dict]:
     """The SAE's labelling records (frequency, top contexts) by latent from its labels.json; {} without one."""
-    from nla_audit.baselines.sae_labels import read_latent_records
+    from nla_audit.baselines.sae_files import read_latent_records
 
     return read_latent_records(sae.source) or {}
 

@@ -243,7 +243,7 @@ class SAEExplainer:
 
     @classmethod
     def from_dir(cls, path: str | Path = "default", top_n: int = 8, device: str = "cpu") -> SAEExplainer:
-        from nla_audit.baselines.sae_labels import read_labels
+        from nla_audit.baselines.sae_files import read_labels
 
         sae, meta, folder = load_sae(path, device)
         site = Site(str(meta["base_model"]), int(meta["layer_index"]), sae.cfg.d_in)
