@@ -49,6 +49,7 @@ def main() -> None:
     from _common import append, load_nla_and_validation_rows
     from nla_audit.evals._fve import bootstrap_ci
 
+    from nla_audit.guidance import generate_guided
     from nla_audit.metrics import mse_nrm
 
     nla, vecs, doc_ids = load_nla_and_validation_rows(args.data, args.av, args.ar, "the guidance weight")
@@ -59,7 +60,7 @@ def main() -> None:
 
     def score(label: str, w: float) -> str:
         """One seeded draw at guidance ``w`` and the AV's current injection scale, kept under ``label``."""
-        ids = nla.av.generate_guided(v, null, w, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        ids = generate_guided(nla.av, v, null, w, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                      batch_size=args.batch_size, seed=0)
         ex = [nla.av.to_explanation(r, args.max_new_tokens) for r in ids]
         f = 1 - mse_nrm(nla.ar.reconstruct([e.text for e in ex]), v, nla.ar.meta.mse_scale) / base

@@ -138,55 +138,6 @@ class ActivationVerbalizer:
                     progress(len(out), len(v))
         return out
 
-    def generate_guided(self, vectors: torch.Tensor, null_vector: torch.Tensor, guidance: float,
-                        max_new_tokens: int = 150, temperature: float = 0.0, batch_size: int = 16,
-                        seed: int | None = None) -> list[list[int]]:
-        """Response ids decoded with activation guidance: classifier-free guidance where the "unconditional"
-        branch is the AV reading ``null_vector`` (the training mean direction: what it says of a typical
-        activation). ``guidance`` > 1 pushes every token toward what *this* activation supports beyond the
-        typical one. Twice the forward cost of plain decoding; ``guidance == 1`` is plain decoding. On the shipped
-        NLA every weight above 1 lowered fve_nrm (BENCHMARKS.md), so no default path uses it."""
-        v = validate_vectors(vectors, self.d_model)
-        null = validate_vectors(null_vector, self.d_model, name="null_vector")
-        if len(null) != 1:
-            raise InputError(f"null_vector has {len(null)} rows", expected="one vector of shape [d] or [1, d]",
-                             fix="pass a single reference vector, e.g. the AR sidecar's mean_direction")
-        return self._seeded_batches(v, batch_size, seed, lambda chunk: self._guided_batch(
-            chunk, null[0], guidance, max_new_tokens, temperature))
-
-    def _guided_batch(self, v: torch.Tensor, null: torch.Tensor, guidance: float, max_new_tokens: int,
-                      temperature: float) -> list[list[int]]:
-        """One KV-cached decode over 2n rows (n real, n null) that share each sampled token."""
-        n, dev, eos = len(v), self.device, self.tokenizer.eos_token_id
-        ids = torch.tensor([self.prompt_ids] * (2 * n), device=dev)
-        mask = torch.ones_like(ids)
-        both = torch.cat([v, null.expand(n, -1)])
-        with torch.inference_mode():
-            with injecting(self.model, self.meta.tokens, both, self.meta.injection_scale):
-                step = self.model(input_ids=ids, attention_mask=mask, use_cache=True, **self._last_logits_only())
-            past, done = step.past_key_values, torch.zeros(n, dtype=torch.bool, device=dev)
-            new: list[torch.Tensor] = []
-            for _ in range(max_new_tokens):
-                logp = step.logits[:, -1].float().log_softmax(-1)
-                tok = sample_token(guided_logprobs(logp[:n], logp[n:], guidance), temperature)
-                tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
-                new.append(tok)
-                done |= tok == eos
-                if bool(done.all()):
-                    break
-                mask = torch.cat([mask, torch.ones((2 * n, 1), dtype=mask.dtype, device=dev)], dim=1)
-                step = self.model(input_ids=torch.cat([tok, tok])[:, None], attention_mask=mask,
-                                  past_key_values=past, use_cache=True)
-                past = step.past_key_values
-        rows = torch.stack(new, dim=1).tolist()
-        return [strip_after_eos(row, eos, self.pad_id) for row in rows]
-
-    def _last_logits_only(self) -> dict:
-        """``logits_to_keep=1`` where the model takes it: the prompt pass then skips [2n, prompt, vocab] logits."""
-        import inspect
-
-        return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
-
     def _generate_batch(self, v: torch.Tensor, prompts: list[list[int]], max_new_tokens: int, temperature: float,
                         top_p: float) -> list[list[int]]:
         ids, mask = left_pad(prompts, self.pad_id)
@@ -218,18 +169,6 @@ class ActivationVerbalizer:
         """Explain each row of ``vectors`` ([n, d] or [d]); greedy by default, sampled when temperature > 0."""
         ids = self.generate(vectors, max_new_tokens, temperature, top_p, batch_size, seed, progress)
         return [self.to_explanation(row, max_new_tokens) for row in ids]
-
-
-def guided_logprobs(cond: torch.Tensor, uncond: torch.Tensor, guidance: float) -> torch.Tensor:
-    """Classifier-free guidance in log-probability space, renormalised: ``u + w (c − u)``; w = 1 gives ``c``."""
-    return (uncond + guidance * (cond - uncond)).log_softmax(-1)
-
-
-def sample_token(logp: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Greedy at temperature 0, else one draw from ``softmax(logp / T)`` per row."""
-    if temperature <= 0:
-        return logp.argmax(-1)
-    return torch.multinomial((logp / temperature).softmax(-1), 1)[:, 0]
 
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,15 +4,9 @@ import pytest
 import torch
 
 from nla_audit.ar import ActivationReconstructor, last_token_index
-from nla_audit.av import (
-    ActivationVerbalizer,
-    foreign_script_fraction,
-    guided_logprobs,
-    parse_explanation,
-    sample_token,
-    validate_vectors,
-)
+from nla_audit.av import ActivationVerbalizer, foreign_script_fraction, parse_explanation, validate_vectors
 from nla_audit.errors import InputError, SidecarError
+from nla_audit.guidance import generate_guided, guided_logprobs, sample_token
 from nla_audit.nla import NLA, best_sample, consensus_sample, resolve_positions
 from tests.builders import build_tiny_nla
 
@@ -70,15 +64,15 @@ def test_guided_generation_reduces_to_plain_decoding_at_weights_one_and_zero(tin
     v, null = torch.randn(3, 64), torch.randn(64)
     for t in (0.0, 1.0):
         plain = av.generate(v, max_new_tokens=8, batch_size=3, temperature=t, seed=0)
-        assert av.generate_guided(v, null, 1.0, max_new_tokens=8, batch_size=3, temperature=t, seed=0) == plain
+        assert generate_guided(av, v, null, 1.0, max_new_tokens=8, batch_size=3, temperature=t, seed=0) == plain
     sampled_null = av.generate(null.expand(3, -1), max_new_tokens=8, batch_size=3, temperature=1.0, seed=0)
-    assert av.generate_guided(v, null, 0.0, max_new_tokens=8, batch_size=3, temperature=1.0, seed=0) == sampled_null
+    assert generate_guided(av, v, null, 0.0, max_new_tokens=8, batch_size=3, temperature=1.0, seed=0) == sampled_null
     # the random tiny model barely reads its injection: only a large weight changes its draws, but it must
-    assert av.generate_guided(v, null, 100.0, max_new_tokens=8, batch_size=3, temperature=1.0, seed=0) != plain
+    assert generate_guided(av, v, null, 100.0, max_new_tokens=8, batch_size=3, temperature=1.0, seed=0) != plain
     with pytest.raises(InputError, match="null_vector"):
-        av.generate_guided(v, torch.zeros(64), 2.0, max_new_tokens=4)
+        generate_guided(av, v, torch.zeros(64), 2.0, max_new_tokens=4)
     with pytest.raises(InputError, match="null_vector has 2 rows"):
-        av.generate_guided(v, torch.randn(2, 64), 2.0, max_new_tokens=4)
+        generate_guided(av, v, torch.randn(2, 64), 2.0, max_new_tokens=4)
 
 
 def test_ar_identity_head_predicts_block_output(tiny_nla, tiny_model_dir):
