@@ -205,6 +205,8 @@ def run_datagen(cfg: DatagenConfig) -> dict[str, int]:
     from nla_audit.injection import build_token_meta
     from nla_audit.models import load_tokenizer, resolve_model_path
 
+    from nla_audit.training.teacher import plain_tokens
+
     data = Path(cfg.data)
     meta = read_dataset_sidecar(data)
     paths = split_paths(data, cfg.seed)
@@ -225,6 +227,7 @@ def run_datagen(cfg: DatagenConfig) -> dict[str, int]:
             sft[stage] if stage in sft else _rows(paths[stage], None)
         if stage in sft:
             texts = [expl.get((d, int(n))) for d, n in zip(cols["doc_id"], cols["n_raw_tokens"])]
+            texts = [None if t is None else plain_tokens(t, tok) for t in texts]  # either teacher
             keep = np.array([t is not None for t in texts], dtype=bool)
             vecs, texts = vecs[keep], [t for t in texts if t is not None]
             cols = {k: [x for x, m in zip(v, keep) if m] for k, v in cols.items()}

@@ -55,6 +55,16 @@ CHAT_INSTRUCTION = (
 )
 
 
+def plain_tokens(text: str, tokenizer: Any) -> str:
+    """``text`` with every added/special token string (``<|im_end|>``, ``<empty_output>``, …) respelt as
+    ``‹im_end›``: in a training target the tokenizer would encode ``<|im_end|>`` as the end-of-turn id itself,
+    and the AV would learn to stop writing in the middle of an explanation (or to emit its injection token)."""
+    for t in sorted(tokenizer.get_added_vocab(), key=len, reverse=True):
+        if t in text:
+            text = text.replace(t, "‹" + t.strip("<>|") + "›")
+    return text
+
+
 def _quote(s: str) -> str:
     return "“" + s.replace("\n", " ⏎ ").strip() + "”"
 
@@ -122,10 +132,11 @@ class OfflineTeacher:
                 for p in pos:
                     top = [tok.decode([t]) for t in logits[b, p].float().topk(self.top_k).indices.tolist()]
                     if layout is not None:
-                        expl.append(chat_explanation(layout, p, tok, top, specials))
+                        text = chat_explanation(layout, p, tok, top, specials)
                     else:
-                        expl.append(offline_explanation(tok.decode(row[: p + 1], skip_special_tokens=True),
-                                                        tok.decode([row[p]]), top))
+                        text = offline_explanation(tok.decode(row[: p + 1], skip_special_tokens=True),
+                                                   tok.decode([row[p]]), top)
+                    expl.append(plain_tokens(text, tok))
                 out.append(expl)
         return out
 

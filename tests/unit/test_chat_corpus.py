@@ -199,7 +199,7 @@ def test_chat_teacher_describes_the_conversation(tiny_target):
                         "System prompt: “Always answer in French.”.")
     assert paras[1] == "User asked: “What is the capital of Spain?”."
     assert paras[-1] == ("Final token “<|im_start|>”, opening the header of the assistant's message 1. "
-                         "Likely next: “ass”, “user”, a line break.")
+                         "Likely next: “ass”, “user”, a line break.")  # respelt by the teacher (next test)
     mid = pieces.index(" capit") if " capit" in pieces else next(i for i, p in enumerate(pieces) if "Mad" in p)
     text = chat_explanation(lay, mid, tok, ["x"], specials)
     assert text.split("\n\n")[0].startswith("Chat, inside the assistant's message 1.")
@@ -287,3 +287,19 @@ def test_last_means_the_last_token_of_the_last_message(tiny_target):
     (p,) = resolve_positions("last", len(lay.ids), lay)
     assert tok.decode([lay.ids[p]]) == "." and lay.message[p] == 2 and not lay.control[p]
     assert resolve_positions("last", len(lay.ids)) == [len(lay.ids) - 1]  # raw text: the very last token
+
+
+def test_teacher_text_never_holds_a_special_or_added_token(tiny_target):
+    """``<|im_end|>`` in a training target would be encoded as the end-of-turn id: the AV would learn to stop
+    mid-explanation. The teacher respells every added token."""
+    from nla_audit.chat_layout import chat_layout
+
+    from nla_audit.training.teacher import OfflineTeacher, plain_tokens
+
+    tok = _tok(tiny_target)
+    assert plain_tokens("a “<|im_end|>” b <empty_output>", tok) == "a “‹im_end›” b ‹empty_output›"
+    lay = chat_layout(tok, CHAT, 512)
+    added = set(tok.get_added_vocab().values())
+    (expl,) = OfflineTeacher(tiny_target).explain_documents([(list(lay.ids), lay.control_positions()[1:], lay)])
+    assert any("‹im_start›" in e for e in expl)
+    assert not any(set(tok(e, add_special_tokens=False)["input_ids"]) & added for e in expl)
