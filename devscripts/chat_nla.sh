@@ -11,6 +11,13 @@ cd "$(dirname "$0")/.."
 RUN="${NLA_CHAT_RUN:-runs/chat}"
 NLA="${PWD}/.venv/bin/nla-audit"
 SHIPPED=nla_audit/data/nla/smollm2-135m-instruct
+# Phase 2 of the run that made the chat NLA (the teacher text of phase 1 held raw <|im_end|> tokens):
+#   DATA=data2 AR_RUN=ar_sft2 AV_RUN=av_sft2 AR_INIT=runs/chat/ar_sft/ar AV_INIT=runs/chat/av_sft/av bash $0
+DATA="${DATA:-data}"
+AR_RUN="${AR_RUN:-ar_sft}"
+AV_RUN="${AV_RUN:-av_sft}"
+AR_INIT="${AR_INIT:-$SHIPPED/ar}"
+AV_INIT="${AV_INIT:-$SHIPPED/av}"
 AR_STEPS="${AR_STEPS:-3000}"
 AV_STEPS="${AV_STEPS:-3000}"
 mkdir -p "$RUN"
@@ -19,21 +26,22 @@ last_step() { tail -n 1 "$1/metrics.jsonl" 2>/dev/null | python3 -c "import json
 resume_flag() { [ -f "$1/checkpoint/state.pt" ] && echo --resume || true; }
 
 if [ "${1:-}" = status ]; then
-  for s in ar_sft av_sft; do echo "$s: step $(last_step "$RUN/$s")"; done
+  for s in "$AR_RUN" "$AV_RUN"; do echo "$s: step $(last_step "$RUN/$s")"; done
   exit 0
 fi
 
 [ -f "$RUN/data/base.parquet" ] || "$NLA" extract --corpus mix --max-length 512 --positions 16 --min-position 10 \
   --max-docs 940 --batch-size 8 --out "$RUN/data/base.parquet" --quiet
-[ -f "$RUN/data/rl.parquet" ] || "$NLA" datagen --data "$RUN/data/base.parquet" --out-dir "$RUN/data" --pool-sft \
+[ -f "$RUN/$DATA/rl.parquet" ] || "$NLA" datagen --data "$RUN/data/base.parquet" --out-dir "$RUN/$DATA" --pool-sft \
   --dtype float32
 
 # one thread each when both stages run side by side; ONLY=av (or ar) trains one stage on THREADS threads
 ONLY="${ONLY:-}"
 export OMP_NUM_THREADS="${THREADS:-1}" MKL_NUM_THREADS="${THREADS:-1}"
-[ "$ONLY" = av ] || "$NLA" train ar-sft --data "$RUN/data/ar_sft.parquet" --run-dir "$RUN/ar_sft" --quiet $(resume_flag "$RUN/ar_sft") \
-  --set init_from="$SHIPPED/ar" steps="$AR_STEPS" batch_size=16 eval_data="$RUN/data/ar_eval.parquet" eval_rows=128 \
-  save_every=50 eval_every=100 > "$RUN/ar_sft.log" 2>&1 &
-[ "$ONLY" = ar ] || "$NLA" train av-sft --data "$RUN/data/av_sft.parquet" --run-dir "$RUN/av_sft" --quiet $(resume_flag "$RUN/av_sft") \
-  --set init_from="$SHIPPED/av" steps="$AV_STEPS" batch_size=8 save_every=50 eval_every=100 > "$RUN/av_sft.log" 2>&1 &
+[ "$ONLY" = av ] || "$NLA" train ar-sft --data "$RUN/$DATA/ar_sft.parquet" --run-dir "$RUN/$AR_RUN" --quiet \
+  $(resume_flag "$RUN/$AR_RUN") --set init_from="$AR_INIT" steps="$AR_STEPS" batch_size=16 \
+  eval_data="$RUN/$DATA/ar_eval.parquet" eval_rows=128 save_every=50 eval_every=100 > "$RUN/$AR_RUN.log" 2>&1 &
+[ "$ONLY" = ar ] || "$NLA" train av-sft --data "$RUN/$DATA/av_sft.parquet" --run-dir "$RUN/$AV_RUN" --quiet \
+  $(resume_flag "$RUN/$AV_RUN") --set init_from="$AV_INIT" steps="$AV_STEPS" batch_size=8 save_every=50 \
+  eval_every=100 > "$RUN/$AV_RUN.log" 2>&1 &
 wait
