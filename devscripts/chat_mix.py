@@ -1,0 +1,97 @@
+"""SFT data for continuing the shipped NLA on chats without undoing its GRPO on text (the chat NLA's recipe).
+
+Why: continuing the shipped AV and AR by SFT on the chat + text mix with *teacher* text everywhere undid their
+GRPO on text: after 200 AV steps the held-out text fve_nrm fell from 0.59 to 0.48 (shipped AR) and 0.39 (the
+continued AR). The AV was pulled back to imitating the offline teacher (whose warm start scored 0.31), and the
+AR away from the AV's post-GRPO style. So text rows get the **shipped AV's own samples** as targets
+(self-distillation: the AV's text policy is kept, and the AR keeps reading it), and chat rows keep the chat
+teacher's text (what the AV must learn).
+
+    python devscripts/chat_mix.py text-rows   # text rows of the pooled SFT splits → runs/chat/mix/text_rows.parquet
+    nla-audit train av-texts --av <shipped AV> --data runs/chat/mix/text_rows.parquet \
+        --out runs/chat/mix/text_ar.parquet --set max_rows=N      # the shipped AV's samples (resumable)
+    python devscripts/chat_mix.py merge       # → runs/chat/mix/{av_sft,ar_sft}.parquet (+ sidecars)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+RUN = Path("runs/chat")
+MIX = RUN / "mix"
+
+
+def text_rows() -> None:
+    """The fortunes rows of both SFT splits of the mix extraction, as an activation parquet av-texts can read."""
+    from nla_audit.sidecar import read_dataset_sidecar, write_dataset_sidecar
+    from nla_audit.training.datagen import PROVENANCE, _write
+    from nla_audit.vectors import read_vectors
+
+    vecs, cols = [], {k: [] for k in PROVENANCE}
+    for split in ("av_sft", "ar_sft"):
+        v, c = read_vectors(RUN / "data" / f"base.{split}.parquet", PROVENANCE)
+        keep = np.array([not d.startswith("sharegpt:") for d in c["doc_id"]])
+        vecs.append(v[keep])
+        for k in PROVENANCE:
+            cols[k] += [x for x, m in zip(c[k], keep) if m]
+    out = MIX / "text_rows.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write(out, np.concatenate(vecs), cols, {})
+    meta = read_dataset_sidecar(RUN / "data" / "base.av_sft.parquet")
+    meta.update(dataset_id="text_rows_of_the_sft_splits", row_count=len(cols["doc_id"]),
+                parent_datasets=[str(RUN / "data" / f"base.{s}.parquet") for s in ("av_sft", "ar_sft")],
+                split={**meta.get("split", {}), "name": "av_sft+ar_sft (text rows)"}, created_by="devscripts/chat_mix.py")
+    for k in ("kind", "schema_version", "created_at"):
+        meta.pop(k, None)
+    write_dataset_sidecar(out, meta)
+    print(f"{len(cols['doc_id'])} text rows → {out}")
+
+
+def merge() -> None:
+    """Chat rows of the teacher's SFT parquets + the shipped AV's samples on text rows, for both SFT stages."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nla_audit.sidecar import read_dataset_sidecar, write_dataset_sidecar
+    from nla_audit.atomic import atomic_path
+
+    own = pq.read_table(MIX / "text_ar.parquet")  # ar_sft form: prompt (AR template) + explanation
+    for stage in ("av_sft", "ar_sft"):
+        teacher = pq.read_table(RUN / "data2" / f"{stage}.parquet")
+        chat = teacher.filter(pa.compute.starts_with(teacher.column("doc_id"), "sharegpt:"))
+        text = own.select([c for c in own.column_names if c in chat.column_names or c == "explanation"])
+        if stage == "av_sft":
+            responses = [f"<explanation>\n{t}\n</explanation>" for t in text.column("explanation").to_pylist()]
+            prompt = chat.column("prompt").slice(0, 1).to_pylist()[0]
+            text = text.drop(["explanation", "prompt"]).append_column("prompt", pa.array([prompt] * len(text), chat.schema.field("prompt").type)) \
+                .append_column("response", pa.array(responses))
+        text = text.select(chat.column_names).cast(chat.schema)
+        both = pa.concat_tables([chat, text])
+        order = np.random.default_rng(0).permutation(len(both))  # interleaved, so any prefix is mixed
+        out = MIX / f"{stage}.parquet"
+        with atomic_path(out, ".parquet") as tmp:
+            pq.write_table(both.take(order), tmp, compression="zstd")
+        meta = read_dataset_sidecar(RUN / "data2" / f"{stage}.parquet")
+        meta.update(row_count=len(both), dataset_id=f"{stage}_chat_teacher_plus_shipped_av_text",
+                    parent_datasets=[*meta.get("parent_datasets", []), str(MIX / "text_ar.parquet")],
+                    created_by="devscripts/chat_mix.py",
+                    api_summaries={"teacher": "offline (chat rows); the shipped AV's own samples (text rows)"})
+        for k in ("kind", "schema_version", "created_at"):
+            meta.pop(k, None)
+        write_dataset_sidecar(out, meta)
+        print(f"{stage}: {len(chat)} chat rows (teacher) + {len(text)} text rows (shipped AV) → {out}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("step", choices=["text-rows", "merge"])
+    args = ap.parse_args()
+    {"text-rows": text_rows, "merge": merge}[args.step]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
