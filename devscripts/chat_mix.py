@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 RUN = Path("runs/chat")
+TEXT_REPEAT = 2  # each self-distilled text row twice: sampling is the slow part, and text must hold its share
 MIX = RUN / "mix"
 
 
@@ -51,6 +52,33 @@ def text_rows() -> None:
     print(f"{len(cols['doc_id'])} text rows → {out}")
 
 
+def own_text_rows():
+    """The shipped AV's samples on text rows in AR-SFT form: ``text_ar.parquet`` when av-texts finished, else the
+    chunks it has written so far (so a CPU session can stop sampling when it must start training)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nla_audit.sidecar import AR_TEMPLATE
+    from nla_audit.training.datagen import PROVENANCE
+    from nla_audit.vectors import read_vectors
+
+    done = MIX / "text_ar.parquet"
+    if done.exists():
+        return pq.read_table(done)
+    parts = sorted((MIX / "text_ar.parquet.parts").glob("[0-9]*.parquet"))
+    if not parts:
+        sys.exit("no samples yet: run nla-audit train av-texts first (see the module docstring)")
+    got = pa.concat_tables([pq.read_table(p) for p in parts]).filter(pa.compute.field("ok"))
+    rows, texts = got.column("row").to_numpy(), got.column("text").to_pylist()
+    vecs, cols = read_vectors(MIX / "text_rows.parquet", PROVENANCE)
+    arrays = {"activation_vector": pa.FixedSizeListArray.from_arrays(pa.array(vecs[rows].reshape(-1)), vecs.shape[1])}
+    arrays.update({k: pa.array([cols[k][i] for i in rows]) for k in PROVENANCE})
+    arrays["prompt"] = pa.array([AR_TEMPLATE.replace("{explanation}", t) for t in texts])
+    arrays["explanation"] = pa.array(texts)
+    print(f"{len(parts)} chunk(s) of av-texts samples: {len(texts)} text rows", file=sys.stderr)
+    return pa.table(arrays)
+
+
 def merge() -> None:
     """Chat rows of the teacher's SFT parquets + the shipped AV's samples on text rows, for both SFT stages."""
     import pyarrow as pa
@@ -59,7 +87,7 @@ def merge() -> None:
     from nla_audit.sidecar import read_dataset_sidecar, write_dataset_sidecar
     from nla_audit.atomic import atomic_path
 
-    own = pq.read_table(MIX / "text_ar.parquet")  # ar_sft form: prompt (AR template) + explanation
+    own = own_text_rows()  # ar_sft form: prompt (AR template) + explanation
     for stage in ("av_sft", "ar_sft"):
         teacher = pq.read_table(RUN / "data2" / f"{stage}.parquet")
         chat = teacher.filter(pa.compute.starts_with(teacher.column("doc_id"), "sharegpt:"))
@@ -70,7 +98,7 @@ def merge() -> None:
             text = text.drop(["explanation", "prompt"]).append_column("prompt", pa.array([prompt] * len(text), chat.schema.field("prompt").type)) \
                 .append_column("response", pa.array(responses))
         text = text.select(chat.column_names).cast(chat.schema)
-        both = pa.concat_tables([chat, text])
+        both = pa.concat_tables([chat] + [text] * TEXT_REPEAT)
         order = np.random.default_rng(0).permutation(len(both))  # interleaved, so any prefix is mixed
         out = MIX / f"{stage}.parquet"
         with atomic_path(out, ".parquet") as tmp:
@@ -83,7 +111,7 @@ def merge() -> None:
         for k in ("kind", "schema_version", "created_at"):
             meta.pop(k, None)
         write_dataset_sidecar(out, meta)
-        print(f"{stage}: {len(chat)} chat rows (teacher) + {len(text)} text rows (shipped AV) → {out}")
+        print(f"{stage}: {len(chat)} chat rows (teacher) + {len(text)} text rows (shipped AV) × {TEXT_REPEAT} → {out}")
 
 
 def main() -> None:
