@@ -11,8 +11,14 @@ cd "$(dirname "$0")/.."
 RUN="${NLA_CHAT_RUN:-runs/chat}"
 NLA="${PWD}/.venv/bin/nla-audit"
 SHIPPED=nla_audit/data/nla/smollm2-135m-instruct
-# Phase 2 of the run that made the chat NLA (the teacher text of phase 1 held raw <|im_end|> tokens):
-#   DATA=data2 AR_RUN=ar_sft2 AV_RUN=av_sft2 AR_INIT=runs/chat/ar_sft/ar AV_INIT=runs/chat/av_sft/av bash $0
+# Phase 1 (this script's defaults) continued the shipped NLA on the teacher's mix data; its text fve_nrm fell
+# (teacher text undid GRPO) and its teacher text held raw <|im_end|> tokens. Phase 2, from the shipped NLA again:
+#   nla-audit datagen --data runs/chat/data/base.parquet --out-dir runs/chat/data2 --pool-sft --dtype float32
+#   python devscripts/chat_mix.py text-rows
+#   nla-audit train av-texts --av nla_audit/data/nla/smollm2-135m-instruct/av --data runs/chat/mix/text_rows.parquet \
+#     --out runs/chat/mix/text_ar.parquet --set max_rows=900 chunk_rows=128 batch_size=32 device=cpu
+#   python devscripts/chat_mix.py merge && cp runs/chat/data2/ar_eval.parquet* runs/chat/mix/
+#   DATA=mix AR_RUN=ar_sft2 AV_RUN=av_sft2 AR_STEPS=150 bash devscripts/chat_nla.sh
 DATA="${DATA:-data}"
 AR_RUN="${AR_RUN:-ar_sft}"
 AV_RUN="${AV_RUN:-av_sft}"
@@ -32,7 +38,7 @@ fi
 
 [ -f "$RUN/data/base.parquet" ] || "$NLA" extract --corpus mix --max-length 512 --positions 16 --min-position 10 \
   --max-docs 940 --batch-size 8 --out "$RUN/data/base.parquet" --quiet
-[ -f "$RUN/$DATA/rl.parquet" ] || "$NLA" datagen --data "$RUN/data/base.parquet" --out-dir "$RUN/$DATA" --pool-sft \
+[ -f "$RUN/$DATA/av_sft.parquet" ] || "$NLA" datagen --data "$RUN/data/base.parquet" --out-dir "$RUN/$DATA" --pool-sft \
   --dtype float32
 
 # one thread each when both stages run side by side; ONLY=av (or ar) trains one stage on THREADS threads
