@@ -60,9 +60,8 @@ def run(args) -> int:
 
 async def _audit(session, model, args):
     """``run_audit``; an error from Anthropic's API (bad key, unknown model, retries spent) is one line."""
-    from nla_audit.errors import NLAAuditError
-
     from nla_audit.agents.run import run_audit
+    from nla_audit.errors import NLAAuditError
 
     try:
         from anthropic import APIError
@@ -132,10 +131,9 @@ def check_reachable(url: str, timeout: float = 3.0) -> None:
 
 
 def start_session(args):
+    from nla_audit.agents.session import AuditConfig, AuditSession
     from nla_audit.corpus import iter_documents
     from nla_audit.errors import InputError
-
-    from nla_audit.agents.session import AuditConfig, AuditSession
 
     session = AuditSession(AuditConfig(av=args.av, ar=args.ar, sae=args.sae, device=args.device,
                                        training_data=args.training_data))

@@ -51,7 +51,13 @@ async def run_audit(session: AuditSession, model: Any, task: str, max_tool_calls
     takes minutes on a CPU; the CLI prints a trace with it)."""
     from langchain_core.messages import HumanMessage, messages_to_dict
 
-    from nla_audit.agents.graph import auditor_tokens, build_auditor, extract_report, recursion_limit, tool_calls_made
+    from nla_audit.agents.graph import (
+        auditor_tokens,
+        build_auditor,
+        extract_report,
+        recursion_limit,
+        tool_calls_made,
+    )
     from nla_audit.agents.tools import audit_tools
 
     t0 = time.perf_counter()

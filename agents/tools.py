@@ -12,11 +12,10 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from nla_audit.agents.session import AuditSession
 from nla_audit.chat import reply
 from nla_audit.errors import InputError
 from nla_audit.nla import LAYOUT_SPECS, MAX_DOCUMENT_TOKENS, resolve_positions
-
-from nla_audit.agents.session import AuditSession
 
 Tool = Callable[..., Awaitable[str]]
 MAX_TOKEN_LISTING = 200  # tokens per `tokens` call: long transcripts are paged, not dumped

@@ -37,7 +37,7 @@ def append(title: str, lines: list[str]) -> None:
     """Append a section to BENCHMARKS.md (what, command, machine, date, figures)."""
     cmd = "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
     block = [f"\n### {title}", "", f"- command: `{cmd}`", f"- machine: {machine()}",
-             f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {git_rev()}", *lines, ""]
+             f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit {git_rev()}", *lines, ""]
     if not BENCH.exists():
         BENCH.write_text("# Benchmarks\n\nEvery entry is appended by a script under `benchmarks/`; rerun the command to "
                          "reproduce. Ratios are taken within one run (the machines are noisy).\n")

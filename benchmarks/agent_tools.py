@@ -38,8 +38,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-
     from _common import append
+
     from nla_audit.agents.run import run_audit
     from nla_audit.agents.scripted import ScriptedAuditor
     from nla_audit.agents.session import AuditConfig, AuditSession

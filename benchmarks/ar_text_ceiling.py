@@ -56,6 +56,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from _common import append
+
     from nla_audit.training.sft import SFTConfig, train_ar_sft
 
     data, diag = Path(args.data_dir), Path(args.diag_dir)

@@ -24,9 +24,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-
     from _common import append
-    from nla_audit.corpus import iter_documents
+
     from nla_audit.extract import ExtractConfig, extract_activations
     from nla_audit.nla import NLA
     from nla_audit.vectors import read_vectors

@@ -52,10 +52,10 @@ def main() -> None:
     import torch
     from _common import append
     from decoding_guidance import pick_rows
-    from nla_audit.evals._fve import bootstrap_ci
 
     from nla_audit.ar import ActivationReconstructor
     from nla_audit.av import ActivationVerbalizer
+    from nla_audit.evals._fve import bootstrap_ci
     from nla_audit.metrics import mse_nrm, normalize
     from nla_audit.sidecar import read_dataset_sidecar
     from nla_audit.vectors import read_vectors

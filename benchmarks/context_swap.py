@@ -41,6 +41,7 @@ def main() -> None:
 
     import torch
     from _common import append
+
     from nla_audit.evals._fve import bootstrap_ci, heldout_from_parquet
     from nla_audit.nla import NLA
 

@@ -42,6 +42,7 @@ def _best(fn, repeats: int) -> float:
 def _time_pieces(lm, eos: int, ids, args) -> dict[str, float]:
     """Seconds for each piece of a GRPO step on ``lm``: policy pass, reference pass, sampled decoding."""
     import torch
+
     from nla_audit.training.grpo import token_logprobs
 
     attn = lab = torch.ones_like(ids)
@@ -76,9 +77,9 @@ def main() -> None:
 
     import torch
     from _common import append
-    from nla_audit.training.nla_models import build_av
 
     from nla_audit.models import resolve_dtype
+    from nla_audit.training.nla_models import build_av
 
     torch.manual_seed(0)
     ids = torch.randint(100, 20000, (args.rows, args.length))

@@ -47,8 +47,8 @@ def main() -> None:
 
     import torch
     from _common import append, load_nla_and_validation_rows
-    from nla_audit.evals._fve import bootstrap_ci
 
+    from nla_audit.evals._fve import bootstrap_ci
     from nla_audit.guidance import generate_guided
     from nla_audit.metrics import mse_nrm
 

@@ -25,8 +25,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-
     from _common import append, load_nla_and_validation_rows
+
     from nla_audit.evals._fve import bootstrap_ci
     from nla_audit.metrics import mse_nrm
 

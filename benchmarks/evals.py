@@ -71,8 +71,6 @@ def main() -> None:
     if args.write_data:
         return write_data()
 
-    from _common import append
-    from nla_audit.evals._results import grader_agreement, markdown_table, plot_vs_fve, results_frame
     from nla_audit.evals.cli import run_tasks, task_names
 
     if args.from_logs:
@@ -118,6 +116,7 @@ def _minutes(log) -> float:
 
 def report(logs: list, args, minutes: float | None) -> None:
     from _common import append
+
     from nla_audit.evals._results import grader_agreement, markdown_table, plot_vs_fve, results_frame
 
     if not logs:

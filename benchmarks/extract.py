@@ -27,8 +27,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-
     from _common import append
+
     from nla_audit.corpus import iter_documents, tokenize_document
     from nla_audit.extract import ExtractConfig, extract_activations
     from nla_audit.models import load_target

@@ -57,8 +57,8 @@ def best_of_rows(nla, v, args, results: dict, docs: list, single, name: str) -> 
     of the same draw, so the rules' gains are not mixed with draw-to-draw noise); each paired with the seed-0
     single-sample row."""
     import torch
-    from nla_audit.evals._fve import bootstrap_ci
 
+    from nla_audit.evals._fve import bootstrap_ci
     from nla_audit.metrics import cosine, mse_nrm, normalize
     from nla_audit.nla import best_sample, consensus_sample
 
@@ -91,10 +91,9 @@ def run_cost(av_dir: Path, ar_dir: Path) -> str:
     """What the benchmarked checkpoints' sidecars recorded (their step, not the run's latest logged step). An AV
     and AR from different runs (e.g. an AR trained on further) name both steps, and the total is their joint
     lineage (``training.run.lineage``), so the column never credits a mixed pair with the AV's cost alone."""
-    from nla_audit.training.run import lineage
-
     from nla_audit.errors import NLAAuditError
     from nla_audit.sidecar import read_model_sidecar
+    from nla_audit.training.run import lineage
 
     try:
         tv = read_model_sidecar(av_dir, "av").training or {}
@@ -115,6 +114,7 @@ def run_cost(av_dir: Path, ar_dir: Path) -> str:
 def lookup_row(paths: list[str], held, nla, results: dict) -> str:
     """The final-token lookup reference (``nla_audit.evals._fve.token_lookup_reconstruction``) as a table row."""
     import torch
+
     from nla_audit.evals._fve import token_lookup_reconstruction
 
     r = token_lookup_reconstruction(paths, held, nla.target.tokenizer, nla.ar.meta.mse_scale, nla.ar.meta.fve_baseline())
@@ -148,13 +148,12 @@ def main() -> None:
         if not Path(path).exists():
             ap.error(f"--lookup-data {path} does not exist (expected a training activation parquet)")
 
-    import torch
     from _common import append
-    from nla_audit.evals._fve import heldout_from_corpus
-    from nla_audit.training.teacher import OfflineTeacher
 
+    from nla_audit.evals._fve import heldout_from_corpus
     from nla_audit.metrics import cosine, derangement, mse_nrm
     from nla_audit.nla import NLA
+    from nla_audit.training.teacher import OfflineTeacher
 
     lines, results = [], {}
     nla0 = NLA.load(args.pair[0][1], args.pair[0][2], dtype="float32")

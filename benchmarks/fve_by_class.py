@@ -40,7 +40,13 @@ def heldout_rows(target, layer: int, text_docs: int, chat_docs: int, positions: 
     import torch
 
     from nla_audit.corpus import iter_documents
-    from nla_audit.extract import block_outputs, prepare_document, sample_chat_positions, sample_positions, special_token_ids
+    from nla_audit.extract import (
+        block_outputs,
+        prepare_document,
+        sample_chat_positions,
+        sample_positions,
+        special_token_ids,
+    )
     from nla_audit.split import DEFAULT_FRACTIONS, assign_split
 
     tok, specials = target.tokenizer, special_token_ids(target.tokenizer)
@@ -104,8 +110,7 @@ def _key(av: str, ar: str, sets: dict, max_new_tokens: int) -> str:
 
 def score_pair(av: str, ar: str, sets: dict, args, target) -> dict:
     """{set name: {"fve": [...], "floor": [...], "texts": [...]}} with raw mse; fve is made later on one baseline."""
-    from nla_audit.metrics import derangement
-    from nla_audit.metrics import mse_nrm
+    from nla_audit.metrics import derangement, mse_nrm
     from nla_audit.nla import NLA
 
     cache = Path(args.cache) / f"{_key(av, ar, sets, args.max_new_tokens)}.json"
@@ -180,8 +185,8 @@ def main() -> None:
 
     import numpy as np
     from _common import append
-    from nla_audit.evals._fve import bootstrap_ci
 
+    from nla_audit.evals._fve import bootstrap_ci
     from nla_audit.models import load_target
     from nla_audit.sidecar import read_model_sidecar
 

@@ -51,7 +51,7 @@ def wilson(k: int, n: int) -> str:
 
 def observe(sess, system: str, question: str, reply_tokens: int, expl_tokens: int = 96) -> dict:
     """One chat: the target's reply, and the NLA's explanations at the header tokens and the first written one."""
-    from nla_audit.chat import reply, render_chat
+    from nla_audit.chat import render_chat, reply
 
     nla = sess.get_nla()
     msgs = [{"role": "system", "content": system}, {"role": "user", "content": question}]
@@ -82,6 +82,7 @@ def main() -> None:
         ap.error("pass both --av and --ar, or neither")
 
     from _common import append
+
     from nla_audit.agents.session import AuditConfig, AuditSession
 
     sess = AuditSession(AuditConfig(av=args.av, ar=args.ar)).load()

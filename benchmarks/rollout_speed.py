@@ -48,13 +48,13 @@ def main() -> None:
 
     import torch
     from _common import append
-    from nla_audit.training.grpo import _clock, _rollouts
-    from nla_audit.training.nla_models import build_av
 
     from nla_audit.injection import av_prompt_ids
     from nla_audit.lora import merged_copy, sync_merged
     from nla_audit.models import resolve_device, resolve_dtype
     from nla_audit.sidecar import read_model_sidecar
+    from nla_audit.training.grpo import _clock, _rollouts
+    from nla_audit.training.nla_models import build_av
 
     dev = torch.device(resolve_device(None))
     # the base dtype GRPO uses by default: bf16 on CUDA, fp32 on the CPU

@@ -43,12 +43,17 @@ def main() -> None:
     load_at_start = os.getloadavg()[0]
 
     import torch
-
     from _common import ROOT, append
+
     from nla_audit.baselines.sae import SHIPPED_NAME, SAEExplainer, load_sae
     from nla_audit.baselines.sae_labels import label_sae
-    from nla_audit.baselines.sae_train import (SAETrainConfig, evaluate_sae, format_metrics, load_site_vectors,
-                                               train_sae)
+    from nla_audit.baselines.sae_train import (
+        SAETrainConfig,
+        evaluate_sae,
+        format_metrics,
+        load_site_vectors,
+        train_sae,
+    )
     from nla_audit.metrics import baselines, default_mse_scale
 
     data = Path(args.data_dir)

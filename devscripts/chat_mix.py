@@ -84,8 +84,8 @@ def merge() -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from nla_audit.sidecar import read_dataset_sidecar, write_dataset_sidecar
     from nla_audit.atomic import atomic_path
+    from nla_audit.sidecar import read_dataset_sidecar, write_dataset_sidecar
 
     own = own_text_rows()  # ar_sft form: prompt (AR template) + explanation
     for stage in ("av_sft", "ar_sft"):

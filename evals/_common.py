@@ -21,9 +21,25 @@ from typing import Any
 from inspect_ai import Task
 from inspect_ai._util.error import PrerequisiteError  # inspect prints it as one message, not a traceback
 from inspect_ai.dataset import Sample
-from inspect_ai.model import ChatMessageAssistant, ChatMessageSystem, ChatMessageUser, ModelOutput, model_roles
-from inspect_ai.scorer import (Metric, SampleScore, Score, Scorer, Target, accuracy, ci_wilson, grouped, metric,
-                               scorer)
+from inspect_ai.model import (
+    ChatMessageAssistant,
+    ChatMessageSystem,
+    ChatMessageUser,
+    ModelOutput,
+    model_roles,
+)
+from inspect_ai.scorer import (
+    Metric,
+    SampleScore,
+    Score,
+    Scorer,
+    Target,
+    accuracy,
+    ci_wilson,
+    grouped,
+    metric,
+    scorer,
+)
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from nla_audit.errors import InputError, NLAAuditError

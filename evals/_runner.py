@@ -25,7 +25,6 @@ from typing import Any
 import anyio
 
 from nla_audit.errors import InputError, ModelLoadError
-
 from nla_audit.evals._items import DatasetFile, context_text, resolve_position, select
 
 EXPLAINERS = ("nla", "nla-shuffled", "sae", "probe", "text")

@@ -136,9 +136,8 @@ def _attach_sae(subj: Subjects, cfg: BenchConfig) -> None:
     import json
     import warnings
 
-    from nla_audit.evals._runner import load_sae_explainer
-
     from nla_audit.baselines.sae import METRICS_NAME, check_same_site, read_sae_meta
+    from nla_audit.evals._runner import load_sae_explainer
 
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
@@ -190,9 +189,9 @@ def check_outputs(cfg: BenchConfig) -> None:
 def run_bench(cfg: BenchConfig, progress: bool = True) -> Path:
     """Run both parts and write the report folder; returns its path."""
     import pandas as pd
-    from nla_audit.evals._report import write_report
 
     from nla_audit.atomic import atomic_dir
+    from nla_audit.evals._report import write_report
 
     check_outputs(cfg)
     subj = resolve_subjects(cfg)
@@ -226,6 +225,7 @@ def _heldout(recon, explainer: str, checkpoint: str) -> float | None:
 def reconstruction_rows(cfg: BenchConfig, subj: Subjects, say):
     import pandas as pd
     import torch
+
     from nla_audit.evals import _fve
     from nla_audit.evals._runner import load_nla, load_target_cached
 
@@ -303,6 +303,7 @@ def _sae_baseline(sae) -> float:
 
 def eval_rows(cfg: BenchConfig, subj: Subjects, log_dir: str, say):
     import pandas as pd
+
     from nla_audit.evals._results import results_frame
     from nla_audit.evals.cli import run_tasks
 
@@ -367,9 +368,8 @@ def run_info(cfg: BenchConfig, subj: Subjects, recon, seconds: float) -> dict:
 
 def append_benchmarks(path: Path, headline: list[str], info: dict, out: Path) -> None:
     """Append the headline table (atomically: the old file stays whole if anything fails)."""
-    from nla_audit.evals._report import FOOTNOTE
-
     from nla_audit.atomic import atomic_write_text
+    from nla_audit.evals._report import FOOTNOTE
 
     old = path.read_text(encoding="utf-8") if path.exists() else (
         "# Benchmarks\n\nEvery entry is appended by a script or command; rerun it to reproduce.\n")

@@ -44,7 +44,6 @@ def register(sub) -> None:
 
 def task_names(spec: str) -> list[str]:
     from nla_audit.errors import InputError
-
     from nla_audit.evals import TASKS as tasks
 
     names = list(tasks[:-1]) if spec == "all" else [t.strip() for t in spec.split(",") if t.strip()]

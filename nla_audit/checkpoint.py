@@ -49,7 +49,7 @@ def load_backbone(ckpt: Path, meta: ModelSidecar, dtype: Any, device: str, confi
     model = load_causal_lm(base, dtype, device, config=config)
     if meta.adapter:
         load_adapter(model, ckpt, meta.adapter, merge=True)
-    if int(getattr(getattr(config, "text_config", config), "hidden_size")) != meta.d_model:
+    if int(getattr(config, "text_config", config).hidden_size) != meta.d_model:
         raise SidecarError(f"{ckpt}: sidecar d_model {meta.d_model} does not match the model's hidden size",
                            fix="the sidecar belongs to another model")
     return model.eval(), tokenizer

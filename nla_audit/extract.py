@@ -253,9 +253,9 @@ def extract_activations(cfg: ExtractConfig, target: Target | None = None, progre
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     n_docs = n_used = n_tokens = 0
     start = time.perf_counter()
-    from nla_audit.vectors import VectorWriter
-
     import pyarrow as pa
+
+    from nla_audit.vectors import VectorWriter
 
     with atomic_path(cfg.out, ".parquet") as tmp, RateProgress("extract", total=cfg.max_docs, enabled=progress) as bar:
         writer = VectorWriter(tmp, target.d_model, {"position_kind": pa.string()})

@@ -52,7 +52,7 @@ KNOWN_BASELINES = {
 
 
 def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 def _load_yaml(path: Path) -> dict:

@@ -50,7 +50,6 @@ def build_tiny_nla(model_dir: Path, out: Path, layer: int = 2, injection_scale: 
     from nla_audit.injection import build_token_meta
     from nla_audit.metrics import baselines
     from nla_audit.models import load_tokenizer
-
     from nla_audit.training.nla_models import build_ar, build_av, export_ar, export_av
 
     tok = load_tokenizer(str(model_dir))

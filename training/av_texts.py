@@ -32,11 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from nla_audit.training.datagen import PROVENANCE, _write
 
 from nla_audit.sidecar import AR_TEMPLATE, AV_TEMPLATE, read_dataset_sidecar, write_dataset_sidecar
+from nla_audit.training.datagen import PROVENANCE, _write
 from nla_audit.vectors import read_vectors
-
 
 STAGES = ("ar_sft", "av_sft")
 
@@ -237,6 +236,7 @@ def _write_ar_stages(cfg: AVTextsConfig, out: Path, kept: list, vecs: np.ndarray
 def _write_stage(path: Path, stage: str, sel: list, vecs: np.ndarray, cols: dict, base: dict, src: str) -> int:
     """One parquet + sidecar of (row, text) pairs: AR-SFT columns, or AV-SFT ones (prompt, tagged response)."""
     import pyarrow as pa
+
     from nla_audit.training.datagen import av_sft_columns
 
     idx, texts = [r for r, _ in sel], [t for _, t in sel]

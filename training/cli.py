@@ -96,7 +96,8 @@ def register(sub) -> None:
 
 
 def run_datagen(args) -> int:
-    from nla_audit.training.datagen import DatagenConfig, run_datagen as go
+    from nla_audit.training.datagen import DatagenConfig
+    from nla_audit.training.datagen import run_datagen as go
 
     counts = go(DatagenConfig(data=args.data, out_dir=args.out_dir, teacher=args.teacher,
                               teacher_model=args.teacher_model, seed=args.seed, max_rows=args.max_rows,
@@ -127,7 +128,8 @@ def run_av_texts(args) -> int:
 
 def run_pipeline(args) -> int:
     from nla_audit.training.config import load_config
-    from nla_audit.training.pipeline import PipelineConfig, run_pipeline as go
+    from nla_audit.training.pipeline import PipelineConfig
+    from nla_audit.training.pipeline import run_pipeline as go
 
     overrides = list(args.set) + ([f"run_dir={args.run_dir}"] if args.run_dir else [])
     out = go(load_config(PipelineConfig, args.config, overrides), progress=not args.quiet)

@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 
 from nla_audit.errors import InputError
-from nla_audit.sidecar import AR_TEMPLATE, AV_TEMPLATE, INJECT_PLACEHOLDER, read_dataset_sidecar, write_dataset_sidecar
+from nla_audit.sidecar import (
+    AR_TEMPLATE,
+    AV_TEMPLATE,
+    INJECT_PLACEHOLDER,
+    read_dataset_sidecar,
+    write_dataset_sidecar,
+)
 from nla_audit.split import DEFAULT_FRACTIONS, split_dataset
 from nla_audit.vectors import read_vectors
 
@@ -96,7 +102,6 @@ def offline_explanations(meta: dict, needed: dict[str, set[int]], dtype: str) ->
     from nla_audit.extract import prepare_document
     from nla_audit.models import load_target
     from nla_audit.progress import RateProgress
-
     from nla_audit.training.teacher import OfflineTeacher
 
     ext = meta["extraction"]
@@ -204,7 +209,6 @@ def run_datagen(cfg: DatagenConfig) -> dict[str, int]:
 
     from nla_audit.injection import build_token_meta
     from nla_audit.models import load_tokenizer, resolve_model_path
-
     from nla_audit.training.teacher import plain_tokens
 
     data = Path(cfg.data)

@@ -49,9 +49,8 @@ from nla_audit.metrics import FAILED_REWARD, derangement, fve_nrm, mse_nrm
 from nla_audit.models import resolve_dtype
 from nla_audit.progress import RateProgress
 from nla_audit.sidecar import read_dataset_sidecar, read_model_sidecar
-from nla_audit.vectors import read_vectors
-
 from nla_audit.training.run import RESUMABLE_KEYS, RunDir, cost, data_order, lr_at, with_device
+from nla_audit.vectors import read_vectors
 
 
 @dataclass(frozen=True)
@@ -210,7 +209,7 @@ def _sequences(tok: Any, prompt: list[int], responses: list[list[int]], pad: int
     width = -(-max(len(r) for r in rows) // 16) * 16
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     attn, lab = torch.zeros_like(ids), torch.zeros_like(ids)
-    for i, (r, resp) in enumerate(zip(rows, responses)):
+    for i, r in enumerate(rows):
         ids[i, : len(r)], attn[i, : len(r)] = torch.tensor(r), 1
         lab[i, len(prompt): len(r)] = 1
     return ids, attn, lab

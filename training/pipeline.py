@@ -61,7 +61,6 @@ def _say(msg: str) -> None:
 
 def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
     from nla_audit.extract import ExtractConfig, extract_activations
-
     from nla_audit.training.datagen import DatagenConfig, run_datagen
     from nla_audit.training.sft import SFTConfig, train_ar_sft, train_av_sft
 
@@ -136,7 +135,6 @@ def _check_pooling(data: Path, pool_sft: bool) -> None:
     output exists), so the run would not be the recipe asked for: refuse instead."""
     from nla_audit.errors import ConfigError
     from nla_audit.sidecar import read_dataset_sidecar
-
     from nla_audit.training.datagen import made_pooled
 
     path = data / "av_sft.parquet"

@@ -29,9 +29,8 @@ from nla_audit.metrics import baselines, fve_nrm, mse_nrm
 from nla_audit.models import resolve_dtype
 from nla_audit.progress import RateProgress
 from nla_audit.sidecar import read_dataset_sidecar
-from nla_audit.vectors import read_vectors
-
 from nla_audit.training.run import RunDir, cost, data_order, lr_at, with_device
+from nla_audit.vectors import read_vectors
 
 
 @dataclass(frozen=True)
@@ -79,11 +78,11 @@ def _autocast(cfg: SFTConfig):
 
 def check_dataset(meta: dict, stage: str, model: str) -> None:
     """The dataset must come from this model (d_model, tokenizer) and be of the right stage."""
+    from transformers import AutoConfig
+
     from nla_audit.errors import InputError
     from nla_audit.extract import tokenizer_fingerprint
     from nla_audit.models import load_tokenizer, resolve_model_path
-
-    from transformers import AutoConfig
 
     if meta.get("stage") != stage:
         raise InputError(f"dataset stage is {meta.get('stage')!r}", expected=stage, fix="pass the matching datagen output")

@@ -108,7 +108,6 @@ class OfflineTeacher:
         import torch
 
         from nla_audit.extract import special_token_ids
-
         from nla_audit.training.chat_teacher import chat_explanation
 
         specials = special_token_ids(self.target.tokenizer)

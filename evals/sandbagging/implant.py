@@ -24,7 +24,14 @@ from typing import Any
 import torch
 
 from nla_audit.atomic import atomic_dir
-from nla_audit.evals.sandbagging.dataset import ANSWER_PREFIX, IMPLANT_MARKER, LETTERS, VERSION, build, implant_examples
+from nla_audit.evals.sandbagging.dataset import (
+    ANSWER_PREFIX,
+    IMPLANT_MARKER,
+    LETTERS,
+    VERSION,
+    build,
+    implant_examples,
+)
 
 
 def _prompt_ids(tok: Any, messages: list[dict]) -> list[int]:

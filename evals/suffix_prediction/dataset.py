@@ -45,7 +45,7 @@ def _recipe(r) -> list[str]:
             f"Start by warming the oven to {temp} degrees and chopping the onions finely.",
             f"Soften the onions in the butter, then stir in the {flav} paste until it smells fragrant.",
             f"Add the {main} and cook for {mins} minutes, stirring every few minutes so nothing sticks.",
-            f"Transfer everything to a dish and bake until the top is golden and bubbling.",
+            "Transfer everything to a dish and bake until the top is golden and bubbling.",
             f"{cook} likes to serve the {dish} with crusty bread and a spoonful of yoghurt.",
             f"Leftovers keep for {n2 + 1} days in the fridge and taste even better the next day."]
 

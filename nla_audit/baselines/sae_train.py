@@ -26,8 +26,14 @@ from typing import Any
 
 import torch
 
-from nla_audit.baselines.sae import (METRICS_NAME, SAELENS_FILES, Site, check_vectors, import_sae_lens,
-                                     write_sae_meta)
+from nla_audit.baselines.sae import (
+    METRICS_NAME,
+    SAELENS_FILES,
+    Site,
+    check_vectors,
+    import_sae_lens,
+    write_sae_meta,
+)
 from nla_audit.errors import ConfigError, InputError
 
 ARCHS = ("topk", "batchtopk")

@@ -44,11 +44,11 @@ def run(args) -> int:
         print("[2/2] no NLA installed yet: train one with `nla-audit train pipeline --run-dir runs/nla`, "
               "then pass --av/--ar", file=sys.stderr)
         return 0
+    from nla_audit.atomic import atomic_write_text
     from nla_audit.cli.explain import sampling
     from nla_audit.corpus import iter_documents
     from nla_audit.nla import NLA
     from nla_audit.render import print_table, to_html
-    from nla_audit.atomic import atomic_write_text
 
     nla = NLA.load(args.av, args.ar, args.dtype, args.device, args.backend)
     doc = next(iter_documents(PACKAGE_DATA / "demo_transcript.json"))

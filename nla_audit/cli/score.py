@@ -27,7 +27,14 @@ def score_corpus(nla, corpus: str, positions_per_doc: int, min_position: int, ma
 
     from nla_audit.corpus import iter_documents
     from nla_audit.errors import InputError
-    from nla_audit.extract import CONTROL_SHARE, position_kinds, prepare_document, sample_chat_positions, sample_positions, special_token_ids
+    from nla_audit.extract import (
+        CONTROL_SHARE,
+        position_kinds,
+        prepare_document,
+        sample_chat_positions,
+        sample_positions,
+        special_token_ids,
+    )
     from nla_audit.nla import MAX_DOCUMENT_TOKENS
 
     tok = nla.target.tokenizer
@@ -69,7 +76,6 @@ def _summary(rows: list, sampling: dict) -> dict:
 def run(args) -> int:
     from nla_audit.cli.explain import sampling
     from nla_audit.nla import NLA
-
     from nla_audit.progress import RateProgress
 
     samp = sampling(args)

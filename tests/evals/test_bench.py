@@ -9,9 +9,9 @@ import shutil
 
 import pandas as pd
 import pytest
-from nla_audit.evals.bench import BenchConfig, pair_training_seconds, run_bench
 
 from nla_audit.errors import InputError
+from nla_audit.evals.bench import BenchConfig, pair_training_seconds, run_bench
 
 
 @pytest.fixture(scope="module")
@@ -206,8 +206,8 @@ def test_tasks_all_expands_and_max_rows_caps(tiny_nla, tiny_acts, tmp_path, monk
 
 def test_derangement_and_floor_size(tiny_nla):
     import torch
-    from nla_audit.evals._fve import Heldout, derangement, nla_reconstruction
 
+    from nla_audit.evals._fve import Heldout, derangement, nla_reconstruction
     from nla_audit.nla import NLA
 
     for n in (2, 3, 17):
@@ -236,6 +236,7 @@ def test_token_lookup_uses_only_training_data_of_the_site(tiny_acts, tiny_model_
 
 def test_bootstrap_over_documents_widens_for_correlated_positions():
     import numpy as np
+
     from nla_audit.evals._fve import bootstrap_ci
 
     rng = np.random.default_rng(0)

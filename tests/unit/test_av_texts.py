@@ -50,9 +50,9 @@ def _cfg(tmp_path, rl_data, av, **kw):
 
 def test_writes_doc_disjoint_ar_sft_and_eval_parquets(tiny_model_dir, tmp_path, rl_data, fake_av):
     import pyarrow.parquet as pq
-    from nla_audit.training.av_texts import make_av_texts
 
     from nla_audit.sidecar import read_dataset_sidecar
+    from nla_audit.training.av_texts import make_av_texts
     from nla_audit.vectors import read_vectors
     from tests.builders import build_tiny_nla
 
@@ -78,7 +78,6 @@ def test_writes_doc_disjoint_ar_sft_and_eval_parquets(tiny_model_dir, tmp_path, 
 def test_a_stopped_run_resumes_without_resampling_and_refuses_other_settings(tiny_model_dir, tmp_path, rl_data,
                                                                             fake_av):
     from nla_audit.training import av_texts
-
     from nla_audit.vectors import read_vectors
     from tests.builders import build_tiny_nla
 
@@ -97,9 +96,8 @@ def test_a_stopped_run_resumes_without_resampling_and_refuses_other_settings(tin
 
 
 def test_refuses_the_test_split_and_bad_settings(tiny_model_dir, tmp_path, rl_data):
-    from nla_audit.training.av_texts import make_av_texts
-
     from nla_audit.sidecar import read_dataset_sidecar, write_dataset_sidecar
+    from nla_audit.training.av_texts import make_av_texts
     from tests.builders import build_tiny_nla
 
     av, _ = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2)
@@ -130,7 +128,6 @@ def test_cli_refuses_held_out_data_in_one_line(tiny_model_dir, tmp_path, rl_data
 
 def test_too_few_documents_for_the_split_is_a_clear_error(tiny_model_dir, tmp_path, rl_data, fake_av):
     from nla_audit.training.av_texts import make_av_texts
-
     from tests.builders import build_tiny_nla
 
     av, _ = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2)
@@ -175,9 +172,9 @@ def test_av_sft_stage_keeps_the_sample_the_ar_reconstructs_closest(tiny_model_di
     """Expert-iteration data: one AV-SFT row per activation, whose response is the AR's pick among the k samples
     (never an untagged one), with the AV's injection facts in the sidecar so `train av-sft` can read it."""
     import pyarrow.parquet as pq
-    from nla_audit.training.av_texts import make_av_texts
 
     from nla_audit.sidecar import read_dataset_sidecar, read_model_sidecar
+    from nla_audit.training.av_texts import make_av_texts
     from nla_audit.vectors import read_vectors
     from tests.builders import build_tiny_nla
 
@@ -203,7 +200,6 @@ def test_av_sft_stage_keeps_the_sample_the_ar_reconstructs_closest(tiny_model_di
 def test_best_of_settings_are_checked_and_resuming_with_others_is_refused(tiny_model_dir, tmp_path, rl_data,
                                                                           fake_nla):
     from nla_audit.training import av_texts
-
     from nla_audit.vectors import read_vectors
     from tests.builders import build_tiny_nla
 

@@ -185,7 +185,6 @@ def test_extract_records_kinds_and_the_rule(tiny_target, tmp_path):
 def test_chat_teacher_describes_the_conversation(tiny_target):
     from nla_audit.chat_layout import chat_layout
     from nla_audit.extract import special_token_ids
-
     from nla_audit.training.chat_teacher import chat_explanation
 
     tok = _tok(tiny_target)
@@ -211,7 +210,6 @@ def test_chat_teacher_describes_the_conversation(tiny_target):
 
 def test_offline_teacher_uses_the_chat_form_for_chats(tiny_target):
     from nla_audit.chat_layout import chat_layout
-
     from nla_audit.training.teacher import OfflineTeacher
 
     tok = _tok(tiny_target)
@@ -293,7 +291,6 @@ def test_teacher_text_never_holds_a_special_or_added_token(tiny_target):
     """``<|im_end|>`` in a training target would be encoded as the end-of-turn id: the AV would learn to stop
     mid-explanation. The teacher respells every added token."""
     from nla_audit.chat_layout import chat_layout
-
     from nla_audit.training.teacher import OfflineTeacher, plain_tokens
 
     tok = _tok(tiny_target)

@@ -4,8 +4,15 @@ import pytest
 import torch
 
 from nla_audit.errors import InjectionError, SidecarError
-from nla_audit.injection import (av_prompt_ids, build_token_meta, check_tokens, find_injection_sites, inject_rows,
-                                 injecting, pick_injection_token)
+from nla_audit.injection import (
+    av_prompt_ids,
+    build_token_meta,
+    check_tokens,
+    find_injection_sites,
+    inject_rows,
+    injecting,
+    pick_injection_token,
+)
 from nla_audit.metrics import normalize
 from nla_audit.sidecar import AV_TEMPLATE, TokenMeta
 
@@ -53,12 +60,8 @@ def test_hook_injects_in_forward_and_gradient_reaches_vector(tiny_target):
     meta = build_token_meta(tok)
     ids = torch.tensor([av_prompt_ids(tok, AV_TEMPLATE, meta.injection_char)], device=model.device)
     v = torch.randn(1, 64, requires_grad=True)
-    captured = {}
-    h = model.get_input_embeddings().register_forward_hook(lambda m, i, o: captured.setdefault("emb", o))
     with injecting(model, meta, v, 5.0):
         out = model(ids).logits.sum()
-    h.remove()
-    p = ids[0].tolist().index(16)
     out.backward()
     assert v.grad is not None and v.grad.abs().sum() > 0
     with torch.no_grad():
@@ -67,7 +70,6 @@ def test_hook_injects_in_forward_and_gradient_reaches_vector(tiny_target):
         b = model(ids).logits
     assert not torch.allclose(a, b)
     assert torch.allclose(normalize(v.detach(), 5.0)[0].norm(), torch.tensor(5.0))
-    del captured, p
 
 
 def test_hook_rejects_wrong_count(tiny_target):

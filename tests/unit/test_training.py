@@ -195,6 +195,7 @@ def test_av_sft_continues_an_exported_av_with_its_rank_and_injection_scale(tiny_
 def test_resume_counts_a_key_the_saved_run_lacks_as_its_default(tmp_path):
     """A config key added after a run was saved must not lock that run out of --resume (at its default)."""
     import yaml
+
     from nla_audit.training.config import config_defaults
     from nla_audit.training.run import CKPT, RunDir
 

@@ -93,8 +93,8 @@ def test_grpo_merged_sampler_samples_what_the_lora_policy_samples(tiny_model_dir
 
 def test_heldout_eval_leaves_the_training_rng_alone(tiny_model_dir, tmp_path):
     """The held-out curve must not change the run it watches: the sampled eval draws from a forked RNG."""
-    from nla_audit.av import ActivationVerbalizer
     from nla_audit.ar import ActivationReconstructor
+    from nla_audit.av import ActivationVerbalizer
     from nla_audit.training.grpo import heldout_eval
     from tests.builders import build_tiny_nla
 

@@ -90,11 +90,10 @@ def test_datagen_writes_heldout_ar_eval_and_ar_sft_logs_its_curve(tiny_model_dir
     from nla_audit.extract import ExtractConfig, extract_activations
     from nla_audit.models import load_target
     from nla_audit.sidecar import read_dataset_sidecar
-    from nla_audit.vectors import read_vectors
-    from tests.builders import text_corpus
-
     from nla_audit.training.datagen import DatagenConfig, run_datagen
     from nla_audit.training.sft import train_ar_sft, train_av_sft
+    from nla_audit.vectors import read_vectors
+    from tests.builders import text_corpus
 
     base = tmp_path / "base.parquet"
     extract_activations(ExtractConfig(out=str(base), corpus=str(text_corpus(tmp_path / "c.jsonl", 30)), layer=2,
@@ -125,10 +124,9 @@ def test_datagen_pool_sft_gives_both_sft_stages_both_splits(tiny_model_dir, tmp_
     from nla_audit.extract import ExtractConfig, extract_activations
     from nla_audit.models import load_target
     from nla_audit.sidecar import read_dataset_sidecar
+    from nla_audit.training.datagen import DatagenConfig, run_datagen
     from nla_audit.vectors import read_vectors
     from tests.builders import text_corpus
-
-    from nla_audit.training.datagen import DatagenConfig, run_datagen
 
     base = tmp_path / "base.parquet"
     extract_activations(ExtractConfig(out=str(base), corpus=str(text_corpus(tmp_path / "c.jsonl", 30)), layer=2,
