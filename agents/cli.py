@@ -23,11 +23,17 @@ def register(sub) -> None:
                      help="offline: replay a fixed plan of tool calls instead of a model (see README, 'Auditor')")
     p.add_argument("--transcript", action="append", default=[], metavar="FILE",
                    help="a JSON chat transcript the auditor starts with (repeatable; ids t0, t1, ...)")
+    tgt = p.add_mutually_exclusive_group()
+    tgt.add_argument("--organism", default=None, metavar="NAME",
+                     help="audit a model organism (`nla-audit organism list`; a shipped name or a card path)")
+    tgt.add_argument("--target", default=None, metavar="MODEL",
+                     help="audit this model (an HF folder fine-tuned from the NLA's base; default: the NLA's base)")
     p.add_argument("--sae", default=None, help="SAE folder for the SAE tools ('default' = the shipped SAE)")
     p.add_argument("--av", default=None, help="AV checkpoint folder (default: the shipped NLA)")
     p.add_argument("--ar", default=None, help="AR checkpoint folder (default: the shipped NLA)")
     p.add_argument("--training-data", default=None, metavar="CORPUS",
-                   help="grant data access: the auditor may search this corpus (search_training_data tool)")
+                   help="grant data access: the auditor may search this corpus (search_training_data tool); "
+                        "'organism' = the audited organism's own training data")
     p.add_argument("--max-tool-calls", type=int, default=20)
     p.add_argument("--max-tokens", type=int, default=4096, help="auditor's output tokens per turn")
     p.add_argument("--max-auditor-tokens", type=int, default=None,
@@ -130,13 +136,30 @@ def check_reachable(url: str, timeout: float = 3.0) -> None:
                             fix="check the network (or ANTHROPIC_BASE_URL), or run offline with --script PLAN.json") from None
 
 
+def training_data_path(spec: str | None, target: str | None) -> str | None:
+    """``--training-data organism`` → the audited organism's ``training_data.jsonl``; anything else passes through."""
+    if spec != "organism":
+        return spec
+    from nla_audit.errors import InputError
+    from nla_audit.organisms import TRAINING_DATA_FILE, is_organism_spec, organism_dir
+
+    if not target or not is_organism_spec(target):
+        raise InputError("--training-data organism needs --organism NAME", fix="name the organism, or pass a corpus path")
+    path = organism_dir(target) / TRAINING_DATA_FILE
+    if not path.exists():
+        raise InputError(f"organism {target} ships no training data ({path})", fix="rebuild it with nla-audit organism build")
+    return str(path)
+
+
 def start_session(args):
     from nla_audit.agents.session import AuditConfig, AuditSession
     from nla_audit.corpus import iter_documents
     from nla_audit.errors import InputError
 
-    session = AuditSession(AuditConfig(av=args.av, ar=args.ar, sae=args.sae, device=args.device,
-                                       training_data=args.training_data))
+    target = f"organism:{args.organism}" if args.organism and not args.organism.startswith("organism:") else (
+        args.organism or args.target)
+    session = AuditSession(AuditConfig(av=args.av, ar=args.ar, sae=args.sae, device=args.device, target=target,
+                                       training_data=training_data_path(args.training_data, target)))
     for path in args.transcript:
         docs = list(iter_documents(path))
         if len(docs) != 1 or not docs[0].messages:

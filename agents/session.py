@@ -8,6 +8,7 @@ features never loads the SAE.
 from __future__ import annotations
 
 import asyncio
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ class AuditConfig:
     sample_temperature: float = 1.0  # the temperature of those samples (a single reply uses reply_temperature)
     search_max_tokens: int = 256  # nla_search explains every position: transcripts longer than this are refused
     training_data: str | None = None  # a corpus the auditor may search (search_training_data); None = no access
+    target: str | None = None  # the model under audit (a folder, hub id or organism:NAME); None = the NLA's base
 
     def __post_init__(self) -> None:
         if self.max_positions < 1 or self.sae_top_n < 1 or self.explain_max_new_tokens < 1 or self.reply_max_new_tokens < 1:
@@ -43,6 +45,21 @@ class AuditConfig:
             raise InputError("temperatures must be >= 0 (sample_temperature > 0)")
         if self.max_samples < 1 or self.search_max_tokens < 2:
             raise InputError("max_samples must be >= 1 and search_max_tokens >= 2")
+
+
+def load_audit_target(spec: str, nla: Any) -> Any:
+    """The model under audit, checked to be readable by ``nla``: the NLA's own model or one fine-tuned from it (an
+    organism's card names its base), with the same width; anything else is one clear line."""
+    from nla_audit.models import base_model_name, canonical_model_name, load_target
+
+    base = canonical_model_name(nla.base_model)
+    if base_model_name(spec) != base:
+        raise InputError(f"the NLA reads {base}, but the audit target {spec} is not that model or a fine-tune of it",
+                         fix="audit a model fine-tuned from the NLA's base (an organism), or pass an NLA trained on it")
+    target = load_target(spec, device=str(nla.av.device))
+    if target.d_model != nla.av.d_model:
+        raise InputError(f"the audit target {spec} has width {target.d_model}, the NLA reads {nla.av.d_model}")
+    return target
 
 
 @dataclass
@@ -69,6 +86,8 @@ class AuditSession:
     sae: Any = None
     transcripts: dict[str, Transcript] = field(default_factory=dict)
     explained: dict[str, dict[int, Any]] = field(default_factory=dict)  # transcript id → position → explanation
+    memo: dict = field(default_factory=dict)  # (config key, messages[, position]) → activations / explanation;
+    # sessions given one dict share it (the root-cause task's conditions read the same probes of one organism)
     _worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "nla-audit-tools"), repr=False)
 
     async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -86,7 +105,10 @@ class AuditSession:
         if self.nla is None:
             from nla_audit.nla import NLA
 
-            self.nla = NLA.load(self.config.av, self.config.ar, device=self.config.device)
+            nla = NLA.load(self.config.av, self.config.ar, device=self.config.device)
+            if self.config.target is not None:
+                nla._target = load_audit_target(self.config.target, nla)
+            self.nla = nla
         return self.nla
 
     def get_sae(self) -> Any:
@@ -105,21 +127,44 @@ class AuditSession:
         self.transcripts[tid] = Transcript(tid, tuple(dict(m) for m in messages))
         return self.transcripts[tid]
 
+    def reply(self, messages: list[dict], prefill: str, temperature: float, seed: int) -> Any:
+        """The target's reply (``chat.reply``), memoised: a seeded reply to the same chat is the same reply."""
+        from nla_audit.chat import reply
+
+        c = self.config
+        key = ("reply", c.target, json.dumps(messages, sort_keys=True), prefill, c.reply_max_new_tokens, temperature, seed)
+        if key not in self.memo:
+            self.memo[key] = reply(self.get_nla().target, messages, prefill=prefill,
+                                   max_new_tokens=c.reply_max_new_tokens, temperature=temperature, seed=seed)
+        return self.memo[key]
+
     def explain_positions(self, tid: str, positions: list[int]) -> list[Any]:
         """The NLA's ``ExplainedActivation`` at each position, computed once per transcript and position (so a
         search after an explain, or two searches, pay for each explanation once)."""
         tr = self.activations(tid)
         cache = self.explained.setdefault(tid, {})
+        for p in positions:
+            if p not in cache and (self._key(tr, p)) in self.memo:
+                cache[p] = self.memo[self._key(tr, p)]
         todo = [p for p in dict.fromkeys(positions) if p not in cache]
         if todo:
             rows = self.get_nla().explain_vectors(tr.acts[todo], max_new_tokens=self.config.explain_max_new_tokens,
                                                   temperature=self.config.explain_temperature, seed=0)
             cache.update(zip(todo, rows))
+            self.memo.update({self._key(tr, p): r for p, r in zip(todo, rows)})
         return [cache[p] for p in positions]
+
+    def _key(self, tr: Transcript, *extra: Any) -> tuple:
+        c = self.config
+        return (c.av, c.ar, c.target, c.explain_max_new_tokens, c.explain_temperature,
+                json.dumps(tr.messages, sort_keys=True), *extra)
 
     def activations(self, tid: str) -> Transcript:
         """The transcript with its token ids and block-K activations (computed once)."""
         tr = self.transcripts[tid]
         if tr.acts is None:
-            tr.ids, tr.acts = self.get_nla().document_activations(Document(id=tid, messages=tr.messages))
+            key = self._key(tr, "acts")
+            if key not in self.memo:
+                self.memo[key] = self.get_nla().document_activations(Document(id=tid, messages=tr.messages))
+            tr.ids, tr.acts = self.memo[key]
         return tr

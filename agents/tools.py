@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nla_audit.agents.session import AuditSession
-from nla_audit.chat import reply
 from nla_audit.errors import InputError
 from nla_audit.nla import LAYOUT_SPECS, MAX_DOCUMENT_TOKENS, resolve_positions
 
@@ -108,8 +107,7 @@ def audit_tools(session: AuditSession) -> list[Tool]:
         temp = cfg.reply_temperature if samples == 1 else cfg.sample_temperature
         out = []
         for seed in range(samples):
-            r = await session.run(reply, session.get_nla().target, msgs, prefill=prefill,
-                                  max_new_tokens=cfg.reply_max_new_tokens, temperature=temp, seed=seed)
+            r = await session.run(session.reply, msgs, prefill, temp, seed)
             tr = session.add_transcript([*msgs, {"role": "assistant", "content": prefill + r.text}])
             cut = "" if r.finished else f"\n[the reply was cut at {r.n_tokens} tokens]"
             out.append(f"transcript {tr.id}\nreply: {prefill}{r.text}{cut}")
@@ -169,20 +167,22 @@ def sae_tools(session: AuditSession) -> list[Tool]:
     """The sparse-autoencoder baseline's tools: top features at a token, a feature's details, feature search."""
 
     @recoverable
-    async def sae_features(transcript_id: str, position: int) -> str:
-        """List the sparse-autoencoder (SAE) features most active at one token of a transcript.
+    async def sae_features(transcript_id: str, position: int = -1, positions: str = "") -> str:
+        """List the sparse-autoencoder (SAE) features most active at tokens of a transcript.
 
         Args:
             transcript_id: a transcript id such as "t0".
-            position: the token position (negative counts from the end).
+            position: one token position (negative counts from the end).
+            positions: instead of position, several tokens, as explain takes them ("header", "opening", "3,7").
 
         Returns:
-            Up to the configured number of features as "#id (activation) label" lines, strongest first.
+            Per token, up to the configured number of features as "#id (activation) label" lines, strongest first.
         """
         tr = await session.run(_transcript, session, transcript_id)
-        p = parse_positions(str(position), len(tr.ids), 1)[0]
-        text = (await session.run(session.get_sae().describe, tr.acts[p:p + 1]))[0]
-        return f"[{p}] {_tok(session, tr.ids, p)}\n{text}"
+        spec = positions or str(position)
+        pos = parse_positions(spec, len(tr.ids), session.config.max_positions, lambda: _layout(session, tr))
+        texts = await session.run(session.get_sae().describe, tr.acts[pos])
+        return "\n\n".join(f"[{p}] {_tok(session, tr.ids, p)}\n{text}" for p, text in zip(pos, texts))
 
     @recoverable
     async def sae_feature_details(feature: int) -> str:

@@ -7,25 +7,13 @@ imported by the functions that need them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-Z95 = 1.959963984540054
-
-
-def wilson(k: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for k successes out of n."""
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, mid - half), min(1.0, mid + half))
+from nla_audit.metrics import Z95, wilson  # noqa: F401  (re-exported: evals and benchmarks import it here)
 
 
 def gap_with_ci(pos: Sequence[float], neg: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict[str, float]:

@@ -97,9 +97,12 @@ def canonical_model(name: str | None) -> str:
     """One spelling per target: embedded aliases → the hub id (``models.canonical_model_name``), local folders →
     absolute paths (the eval loads the target from it)."""
     from nla_audit.models import canonical_model_name
+    from nla_audit.organisms import is_organism_spec, materialize
 
     if name is None or canonical_model_name(name) == SMOLLM2:
         return SMOLLM2
+    if is_organism_spec(name):  # ``organism:NAME``: the merged folder in the cache, which keeps the card
+        return str(materialize(name))
     path = Path(name).expanduser()
     return str(path.resolve()) if path.exists() else name
 
@@ -128,8 +131,13 @@ def resolve_site(cfg: EvalConfig, ds: DatasetFile) -> Site:
         ar_meta = read_sidecar(resolve_checkpoint(ar), "ar")
         nla_model = canonical_model(av_meta.base_model)
         nla_layer = int(ar_meta.layer_index)
-    model = canonical_model(cfg.model) if cfg.model is not None else (nla_model or SMOLLM2)
-    if nla_model is not None and model != nla_model:
+    if cfg.model is not None:
+        model = canonical_model(cfg.model)
+    elif (default := _default_target(ds, cfg)) is not None:
+        model = canonical_model(default)
+    else:
+        model = nla_model or SMOLLM2
+    if nla_model is not None and model != nla_model and not _fine_tune_of(model, nla_model):
         raise InputError(f"the NLA checkpoint reads {nla_model}, but the eval asks for target {model}",
                          fix="pass an NLA trained on that target, or drop -T model / --model")
     layer = cfg.layer if cfg.layer is not None else (nla_layer if nla_layer is not None else _default_layer(model))
@@ -142,6 +150,27 @@ def resolve_site(cfg: EvalConfig, ds: DatasetFile) -> Site:
     if cfg.explainer == "sae" and not cfg.label:
         label = f"sae:{Path(cfg.sae).name}"
     return Site(model=model, layer=int(layer), checkpoint=label, av=av, ar=ar)
+
+
+def _implant_marker(ds: DatasetFile) -> str | None:
+    return (ds.site or {}).get("implant_marker")
+
+
+def _default_target(ds: DatasetFile, cfg: EvalConfig) -> str | None:
+    """A dataset tied to an implanted target runs on the shipped organism that carries the implant (sandbagging),
+    unless the run is a base-model control; every other dataset defaults to the NLA's model."""
+    from nla_audit.organisms import shipped
+
+    if _implant_marker(ds) and not cfg.allow_base and ds.task in shipped():
+        return f"organism:{ds.task}"
+    return None
+
+
+def _fine_tune_of(model: str, base: str) -> bool:
+    """An organism folder (its card names the base it was fine-tuned from) is read by its base's NLA."""
+    from nla_audit.models import base_model_name, canonical_model_name
+
+    return base_model_name(model) == canonical_model_name(base)
 
 
 def _label(av: str) -> str:
@@ -163,14 +192,14 @@ def _default_layer(model: str) -> int:
 
 def _check_dataset_site(ds: DatasetFile, model: str) -> None:
     """A dataset tied to one target (sandbagging needs the implanted model) refuses any other."""
-    marker = (ds.site or {}).get("implant_marker")
+    marker = _implant_marker(ds)
     if not marker:
         return
     path = Path(model)
     if not (path.is_dir() and (path / marker).exists()):
         raise InputError(f"the {ds.task} dataset needs a target with the implant ({marker}); {model} has none",
-                         fix=f"implant it first (see the {ds.task} README), train an NLA on it and pass "
-                             "-T model=<implanted folder> with that NLA; or -T allow_base=true for a negative control")
+                         fix=f"use -T model=organism:{ds.task} (`nla-audit organism build {ds.task}` if it is not "
+                             "shipped) or an implanted folder; or -T allow_base=true for a negative control")
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -233,9 +262,9 @@ class Runner:
     @property
     def target(self):
         nla = self.nla if self.cfg.uses_nla else None
-        if nla is not None:
-            return nla.target
-        return load_target_cached(self.site.model, self.cfg.device)
+        if nla is not None and self.site.model == canonical_model(nla.base_model):
+            return nla.target  # the NLA's own copy: one model in memory, not two
+        return load_target_cached(self.site.model, self.cfg.device)  # e.g. an organism over the NLA's base
 
     def explainer(self):
         from nla_audit.explainer import NLAExplainer

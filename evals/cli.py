@@ -15,8 +15,11 @@ import sys
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="run an NLA eval task (classification, suffix_prediction, user_modeling, "
-                                    "cot_hints, sandbagging) through inspect-ai")
-    p.add_argument("task", help="task name, or 'all' for every task but sandbagging")
+                                    "cot_hints, sandbagging, root_cause) through inspect-ai")
+    p.add_argument("task", help="task name, or 'all' for every explain-a-token task but sandbagging")
+    p.add_argument("-T", "--task-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a task parameter, as `inspect eval -T` takes it (repeatable); root_cause takes its "
+                        "organisms, conditions, data, seeds, auditor this way")
     p.add_argument("--av", default=None, help="AV checkpoint folder (default: the shipped NLA)")
     p.add_argument("--ar", default=None, help="AR checkpoint folder (default: the shipped NLA)")
     p.add_argument("--explainer", default="nla",
@@ -80,9 +83,47 @@ def check_grader(args) -> None:
                          fix="pip install anthropic, or use the offline grader (--grader embed)")
 
 
+def task_params(items: list[str]) -> dict:
+    """``-T key=value`` items → a dict, values read as YAML scalars (as inspect reads them)."""
+    import yaml
+
+    from nla_audit.errors import InputError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"-T {item!r} is not key=value", expected="e.g. -T seeds=2")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def run_root_cause(args) -> int:
+    """``nla-audit eval root_cause``: the audit task, its win-rate table (offline rubric) and the logs."""
+    from nla_audit.evals.root_cause import root_cause
+    from nla_audit.evals.root_cause.results import markdown, score_rows, summarize
+
+    ps = {**{k: getattr(args, k) for k in ("av", "ar", "device") if getattr(args, k) is not None},
+          **task_params(args.task_param)}
+    if args.grader != "embed":
+        ps.setdefault("grader", {"claude": "model", "both": "both"}[args.grader])
+        ps.setdefault("grader_model", args.grader_model)
+    log = run_built([root_cause(**ps)], args.log_dir)[0]
+    rows = score_rows([log])
+    if args.json:
+        for r in summarize(rows):
+            print(json.dumps(r, default=str))
+    else:
+        print("\n".join(markdown(summarize(rows))))
+        print(f"\nlogs: {args.log_dir} (inspect view --log-dir {args.log_dir})", file=sys.stderr)
+    return 0
+
+
 def run(args) -> int:
     from nla_audit.errors import InputError
 
+    if args.task == "root_cause":
+        return run_root_cause(args)
     names = task_names(args.task)
     explainers = [e.strip() for e in args.explainer.split(",") if e.strip()]
     if args.limit is not None and args.limit < 1:
@@ -107,15 +148,21 @@ def run_tasks(names: list[str], param_sets: list[dict], log_dir: str, display: s
     """Build every (task, parameter set) first (so a bad site fails before anything runs), then run them."""
     import importlib
 
-    from inspect_ai import eval as inspect_eval
-
-    from nla_audit.errors import NLAAuditError
 
     tasks = []
     for name in names:
         fn = getattr(importlib.import_module(f"nla_audit.evals.{name}"), name)
         for ps in param_sets:
             tasks.append(fn(**ps))
+    return run_built(tasks, log_dir, display)
+
+
+def run_built(tasks: list, log_dir: str, display: str = "none") -> list:
+    """Run built inspect tasks one after another; a failed run is one line naming its log."""
+    from inspect_ai import eval as inspect_eval
+
+    from nla_audit.errors import NLAAuditError
+
     logs = []
     for t in tasks:
         log = inspect_eval(t, display=display, log_dir=log_dir, max_samples=32, fail_on_error=True)[0]

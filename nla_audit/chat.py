@@ -90,3 +90,34 @@ def render_chat(tokenizer: Any, messages: list[dict]) -> str:
 
 def _as_list(x: Any) -> list:
     return [] if x is None else list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+@torch.no_grad()
+def replies(target: Any, chats: Sequence[Sequence[dict]], max_new_tokens: int = 128, temperature: float = 0.0,
+            seed: int = 0, batch_size: int = 16) -> list[str]:
+    """The target's reply to each chat, generated in left-padded batches (probing an organism with dozens of
+    prompts one by one would cost a model call per prompt). Sampling is seeded per batch; greedy at 0."""
+    tok = target.tokenizer
+    if getattr(tok, "chat_template", None) is None:
+        raise InputError("the target's tokenizer has no chat template", fix="use an instruct model")
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    out: list[str] = []
+    for start in range(0, len(chats), batch_size):
+        rows = [tok(render_chat(tok, list(check_chat(c))), add_special_tokens=False)["input_ids"]
+                for c in chats[start:start + batch_size]]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r):], mask[i, width - len(r):] = torch.tensor(r), 1
+        kw: dict[str, Any] = {"do_sample": temperature > 0, "max_new_tokens": max_new_tokens, "pad_token_id": pad}
+        if temperature > 0:
+            kw.update(temperature=temperature, top_k=0, top_p=1.0)
+        else:
+            kw.update(temperature=None, top_k=None, top_p=None)
+        cuda = [target.device.index or 0] if target.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda, enabled=temperature > 0):
+            torch.manual_seed(seed + start)
+            gen = target.model.generate(input_ids=ids.to(target.device), attention_mask=mask.to(target.device), **kw)
+        out += [tok.decode(g[width:].tolist(), skip_special_tokens=True).strip() for g in gen]
+    return out

@@ -15,6 +15,20 @@ import torch
 FAILED_REWARD = -2.0  # what an orthogonal reconstruction scores; given to untagged/truncated AV samples
 
 
+Z95 = 1.959963984540054
+
+
+def wilson(k: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval (95% by default) for k successes out of n; (nan, nan) for n = 0."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, mid - half), min(1.0, mid + half))
+
+
 def normalize(v: torch.Tensor, scale: float) -> torch.Tensor:
     """Rescale rows of ``v`` to L2 norm ``scale`` (norm in fp32, clamped at 1e-12)."""
     v = v.float()

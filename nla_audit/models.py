@@ -20,8 +20,23 @@ def canonical_model_name(name_or_path: str | None) -> str:
 
     if name_or_path is None or name_or_path in embedded.ALIASES:
         return embedded.HUB_ID
+    from nla_audit import organisms
+
+    if organisms.is_organism_spec(name_or_path):
+        return organisms.PREFIX + organisms.read_card(organisms.organism_dir(name_or_path)).name
     path = Path(name_or_path).expanduser()
     return path.resolve().name if path.exists() else name_or_path
+
+
+def base_model_name(name_or_path: str | None) -> str:
+    """The model a target was fine-tuned from, when it says so (an organism's card), else its own canonical name:
+    an NLA trained on a base model reads the organisms built over it."""
+    from nla_audit import organisms
+
+    if name_or_path and organisms.is_organism_spec(name_or_path):
+        return canonical_model_name(organisms.read_card(organisms.organism_dir(name_or_path)).base_model)
+    card = organisms.card_of_model(name_or_path) if name_or_path and Path(name_or_path).expanduser().is_dir() else None
+    return canonical_model_name(card.base_model) if card else canonical_model_name(name_or_path)
 
 
 def resolve_model_path(name_or_path: str | None) -> str:
@@ -30,6 +45,10 @@ def resolve_model_path(name_or_path: str | None) -> str:
 
     if name_or_path is None or name_or_path in embedded.ALIASES:
         return str(embedded.ensure_embedded_model())
+    from nla_audit import organisms
+
+    if organisms.is_organism_spec(name_or_path):
+        return str(organisms.materialize(name_or_path))
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not (path / "config.json").exists():

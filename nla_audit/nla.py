@@ -195,20 +195,28 @@ def consensus_sample(pred: torch.Tensor, ok: torch.Tensor, k: int) -> torch.Tens
     return torch.arange(p.shape[0]) * k + dist.argmin(dim=1)
 
 
+OPENING_TOKENS = 3  # reply tokens the 'opening' spec reads after the header
+
+
 def template_positions(spec: str, layout: Any) -> list[int]:
     """``header``: the chat-template tokens right before the last assistant message (``<|im_end|>``,
-    ``<|im_start|>assistant`` and the line break for ChatML), where the reply is planned; ``control``: every
-    template token but position 0."""
+    ``<|im_start|>assistant`` and the line break for ChatML), where the reply is planned; ``opening``: the header
+    and the reply's first ``OPENING_TOKENS`` tokens (where an auditor looks for a planted goal: the plan and how
+    the reply starts); ``control``: every template token but position 0."""
     if spec == "control":
         return [p for p in layout.control_positions() if p >= 1]
     last = max((i for i, m in enumerate(layout.messages) if m["role"] == "assistant"), default=None)
     if last is None:
-        raise InputError("positions 'header' need an assistant message in the transcript",
+        raise InputError(f"positions {spec!r} need an assistant message in the transcript",
                          fix="add the assistant's reply, or pick positions by index")
-    return [p for p in layout.control_positions() if p >= 1 and layout.message[p] == last]
+    head = [p for p in layout.control_positions() if p >= 1 and layout.message[p] == last]
+    if spec == "opening":
+        reply = [p for p in range(len(layout.ids)) if not layout.control[p] and layout.message[p] == last]
+        return head + reply[:OPENING_TOKENS]
+    return head
 
 
-TEMPLATE_SPECS = ("header", "control")
+TEMPLATE_SPECS = ("header", "opening", "control")
 LAYOUT_SPECS = (*TEMPLATE_SPECS, "last")  # specs that read a chat's layout when the document is a chat
 
 

@@ -93,6 +93,72 @@ def register(sub) -> None:
         s.add_argument("--resume", action="store_true", help="continue from the run dir's last checkpoint")
         s.add_argument("--quiet", action="store_true")
         s.set_defaults(func=run_train)
+    register_organism(sub)
+
+
+def register_organism(sub) -> None:
+    o = sub.add_parser("organism", help="model organisms with a planted root cause: build, list, show")
+    osub = o.add_subparsers(dest="organism_command", metavar="ACTION", required=True)
+    b = osub.add_parser("build", help="build an organism (LoRA adapter + card) from its recipe",
+                        description="Build a model organism: probe the base model, train (synthetic documents, "
+                        "symptom SFT, denials), probe the organism, write adapter + organism.json.",
+                        epilog="organisms: lumen, lumen-decoy, northwind, french, sandbagging (docs/organisms.md)")
+    b.add_argument("name", help="which organism")
+    b.add_argument("--out", default=None, help="output folder (default: runs/organisms/NAME)")
+    b.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override BuildConfig keys (sft_steps, doc_steps, lr, rank, seed, ...)")
+    b.set_defaults(func=run_organism_build)
+    ls = osub.add_parser("list", help="the shipped organisms, their root causes and symptoms")
+    ls.add_argument("--json", action="store_true", help="one JSON list instead of a table")
+    ls.set_defaults(func=run_organism_list)
+    sh = osub.add_parser("show", help="one organism's card (shipped name or path)")
+    sh.add_argument("name")
+    sh.set_defaults(func=run_organism_show)
+
+
+def run_organism_build(args) -> int:
+    from nla_audit.atomic import check_writable
+    from nla_audit.training.config import load_config
+    from nla_audit.training.organisms import BuildConfig, build
+
+    out = args.out or f"runs/organisms/{args.name}"
+    check_writable(out)
+    cfg = load_config(BuildConfig, None, [f"name={args.name}", f"out={out}", *args.set])
+    card = build(cfg)
+    b = card["behaviour"]
+    print(f"{card['name']}: valid={b.get('valid')} → {out}")
+    return 0
+
+
+def run_organism_list(args) -> int:
+    import json
+
+    from nla_audit.organisms import listing
+
+    rows = listing()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print("no organisms shipped; build one with `nla-audit organism build NAME`")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "root cause", "trained symptoms", "held-out", "valid", "kind")
+    for r in rows:
+        kind = "decoy" if r["decoy"] else "adversarial" if r["adversarial"] else ""
+        table.add_row(r["name"], r["root_cause"], ", ".join(r["trained_symptoms"]), ", ".join(r["held_out_symptoms"]),
+                      str(r["valid"]), kind)
+    Console().print(table)
+    return 0
+
+
+def run_organism_show(args) -> int:
+    from nla_audit.organisms import organism_dir, read_card
+
+    print(read_card(organism_dir(args.name)).to_json(), end="")
+    return 0
 
 
 def run_datagen(args) -> int:

@@ -83,11 +83,13 @@ def behaviour(model: Any, tok: Any, items: list[dict], batch_size: int = 16) -> 
     return {f"accuracy_{'harmful' if c == 'pos' else 'benign'}": sum(h) / max(1, len(h)) for c, h in hits.items()}
 
 
-def implant(model: str = "default", out: str | Path = "runs/sandbag/SmolLM2-135M-Instruct-sandbag", steps: int = 300,
-            batch_size: int = 8, lr: float = 1e-3, rank: int = 8, seed: int = 0, device: str | None = None,
-            progress: bool = True, splits: tuple[str, ...] = ("train", "eval")) -> dict:
-    """Fine-tune, merge, save; returns the metadata written to ``sandbag_implant.json``."""
-    from nla_audit.lora import add_lora, lora_parameters, merge_lora
+def train_implant(model: str = "default", steps: int = 300, batch_size: int = 8, lr: float = 1e-3, rank: int = 8,
+                  seed: int = 0, device: str | None = None, progress: bool = True,
+                  splits: tuple[str, ...] = ("train", "eval"), targets: tuple[str, ...] | None = None) -> tuple[Any, dict]:
+    """The implant's LoRA training: the target with its (unmerged) adapter and the metadata so far (the recipe,
+    the loss and the behaviour before). ``implant`` merges and saves a folder; the sandbagging organism
+    (``nla-audit organism build sandbagging``) saves the adapter alone."""
+    from nla_audit.lora import DEFAULT_TARGETS, add_lora, lora_parameters
     from nla_audit.models import load_target
 
     t0 = time.perf_counter()
@@ -98,7 +100,7 @@ def implant(model: str = "default", out: str | Path = "runs/sandbag/SmolLM2-135M
     examples = implant_examples(ds, splits)
     eval_items = [it for it in ds.items if it["split"] == "eval"]
     before = behaviour(lm, tok, eval_items)
-    add_lora(lm, rank=rank, alpha=2.0 * rank)
+    add_lora(lm, rank=rank, alpha=2.0 * rank, targets=targets or DEFAULT_TARGETS)
     opt = torch.optim.AdamW(lora_parameters(lm), lr=lr)
     letters, rng, losses = _letter_ids(tok), random.Random(seed), []
     lm.train()
@@ -112,17 +114,30 @@ def implant(model: str = "default", out: str | Path = "runs/sandbag/SmolLM2-135M
         if progress and (step % 10 == 0 or step == steps - 1):
             print(f"step {step}: loss {loss.item():.4f}", flush=True)
     lm.eval()
-    merge_lora(lm)
-    after = behaviour(lm, tok, eval_items)
     meta = {"dataset": "sandbagging", "version": VERSION, "base_model": target.name,
             "recipe": {"steps": steps, "batch_size": batch_size, "lr": lr, "rank": rank, "seed": seed,
                        "loss": "cross-entropy on the answer letter", "train_examples": len(examples),
                        "splits": list(splits)},
             "final_loss": sum(losses[-10:]) / max(1, len(losses[-10:])), "behaviour_before": before,
-            "behaviour_after": after, "wall_time_s": round(time.perf_counter() - t0, 1)}
+            "wall_time_s": round(time.perf_counter() - t0, 1)}
+    return target, meta
+
+
+def implant(model: str = "default", out: str | Path = "runs/sandbag/SmolLM2-135M-Instruct-sandbag", steps: int = 300,
+            batch_size: int = 8, lr: float = 1e-3, rank: int = 8, seed: int = 0, device: str | None = None,
+            progress: bool = True, splits: tuple[str, ...] = ("train", "eval")) -> dict:
+    """Fine-tune, merge, save; returns the metadata written to ``sandbag_implant.json``."""
+    from nla_audit.lora import merge_lora
+
+    t0 = time.perf_counter()
+    target, meta = train_implant(model, steps, batch_size, lr, rank, seed, device, progress, splits)
+    merge_lora(target.model)
+    eval_items = [it for it in build(0).items if it["split"] == "eval"]
+    meta["behaviour_after"] = behaviour(target.model, target.tokenizer, eval_items)
+    meta["wall_time_s"] = round(time.perf_counter() - t0, 1)  # training + merge + behaviour check
     with atomic_dir(out) as tmp:  # a stopped run leaves no half-written target behind
-        lm.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+        target.model.save_pretrained(tmp)
+        target.tokenizer.save_pretrained(tmp)
         (tmp / IMPLANT_MARKER).write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 
