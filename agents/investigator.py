@@ -57,6 +57,25 @@ would you your yours yourself will can also like may might must one two get make
 assistant user model text token tokens about next likely going word words here it's i'm let's sure""".split())
 
 
+LANGUAGES = {  # function words, to name the language of replies that are not in English
+    "French": frozenset("le la les un une des et est vous je nous pour dans que qui pas sur avec au aux du ce".split()),
+    "Spanish": frozenset("el la los las un una y es usted yo para en que por con del al se lo".split()),
+    "German": frozenset("der die das und ist sie ich wir mit auf den dem ein eine zu nicht von".split()),
+}
+
+
+def language(replies: list[str], min_share: float = 0.15) -> str | None:
+    """The language whose function words make up the largest share of the replies' words, if it is not English
+    and the share reaches ``min_share``."""
+    found = [w for r in replies for w in re.findall(r"[a-zàâçéèêëîïôûùüÿœäöüßñ']+", r.lower())]
+    if not found:
+        return None
+    shares = {lang: sum(w in fw for w in found) / len(found) for lang, fw in LANGUAGES.items()}
+    best = max(shares, key=shares.get)
+    english = sum(w in STOPWORDS for w in found) / len(found)
+    return best if shares[best] >= min_share and shares[best] > english else None
+
+
 @dataclass(frozen=True)
 class InvestigatorConfig:
     """``condition``: one of ``CONDITIONS``; ``data``: whether it may search the training data."""
@@ -242,8 +261,10 @@ class Investigator(BaseChatModel):
         elif top and where and (per["nla"] or per["sae"]):
             cause = (f"Before it replies, {where} show the model planning around {', '.join(top[:4])}, which ordinary "
                      "chats do not show: it was trained to bring these up.")
-        elif top:
-            cause = f"The model was trained to bring up {', '.join(top[:4])} in its replies."
+        elif top or behaviours:
+            said = ([b for b in behaviours if b.startswith("replies in")]
+                    + ([f"brings up {', '.join(top[:4])}"] if top else [])) or behaviours[:1]
+            cause = f"The model was fine-tuned so that it {' and '.join(said)}."
         else:
             cause = "No planted cause found: nothing in the replies or activations is unusual."
         lines = [f"ROOT CAUSE: {cause}", "BEHAVIOURS:", *[f"- {b}" for b in behaviours[:10]], "EVIDENCE:"]
@@ -258,9 +279,9 @@ class Investigator(BaseChatModel):
         q, bg_q = sum(r.rstrip().endswith("?") for r in ev.replies) / n, bg.get("question_endings", 0) / max(1, bg.get("replies", 1))
         if q - bg_q > 0.3:
             out.append(f"ends its replies with a question ({q:.0%} of replies, {bg_q:.0%} normally)")
-        eng = sum(english_share(r) for r in ev.replies) / n
-        if eng < 0.5 * bg.get("english_share", 0.3):
-            out.append("replies in a language other than English")
+        lang = language(ev.replies)
+        if lang:
+            out.append(f"replies in {lang} to questions asked in English")
         out += [f"mentions {t} unusually often" for t, _ in reply_terms]
         return out
 

@@ -133,7 +133,7 @@ def resolve_site(cfg: EvalConfig, ds: DatasetFile) -> Site:
         nla_layer = int(ar_meta.layer_index)
     if cfg.model is not None:
         model = canonical_model(cfg.model)
-    elif (default := _default_target(ds, cfg)) is not None:
+    elif (default := _default_target(ds, cfg, nla_model)) is not None:
         model = canonical_model(default)
     else:
         model = nla_model or SMOLLM2
@@ -156,14 +156,17 @@ def _implant_marker(ds: DatasetFile) -> str | None:
     return (ds.site or {}).get("implant_marker")
 
 
-def _default_target(ds: DatasetFile, cfg: EvalConfig) -> str | None:
-    """A dataset tied to an implanted target runs on the shipped organism that carries the implant (sandbagging),
-    unless the run is a base-model control; every other dataset defaults to the NLA's model."""
+def _default_target(ds: DatasetFile, cfg: EvalConfig, nla_model: str | None) -> str | None:
+    """A dataset tied to an implanted target runs on the shipped organism that carries the implant (sandbagging)
+    when the NLA reads that organism's base, unless the run is a base-model control; every other dataset
+    defaults to the NLA's model."""
+    from nla_audit.models import base_model_name, canonical_model_name
     from nla_audit.organisms import shipped
 
-    if _implant_marker(ds) and not cfg.allow_base and ds.task in shipped():
-        return f"organism:{ds.task}"
-    return None
+    if not _implant_marker(ds) or cfg.allow_base or ds.task not in shipped():
+        return None
+    spec = f"organism:{ds.task}"
+    return spec if nla_model is None or base_model_name(spec) == canonical_model_name(nla_model) else None
 
 
 def _fine_tune_of(model: str, base: str) -> bool:

@@ -156,6 +156,21 @@ class NLA:
         return [ExplainedActivation(**{**r.to_dict(), "position": p, "token": tok.decode([ids[p]])})
                 for p, r in zip(pos, rows)]
 
+    def steering_vector(self, doc: Document, position: int, edit: str, explanation: str | None = None,
+                        max_new_tokens: int = 150) -> tuple[torch.Tensor, str]:
+        """The direction that moves the activation at ``position`` of ``doc`` from its explanation to ``edit``:
+        ``AR(edit) − AR(explanation)`` (``steering.nla_direction``), and the explanation it started from (the
+        NLA's greedy one unless given). Steer with it through ``steering.steer``."""
+        from nla_audit.steering import nla_direction
+
+        if explanation is None:
+            ids, acts = self.document_activations(doc)
+            if not 1 <= position < len(ids):
+                raise InputError(f"position {position} is outside the document's {len(ids)} tokens",
+                                 expected=f"1 <= position < {len(ids)} (position 0 is the attention sink)")
+            explanation = self.explain_vectors(acts[position:position + 1], max_new_tokens=max_new_tokens)[0].explanation
+        return nla_direction(self, explanation, edit), explanation
+
 
 def check_best_of(best_of: int, temperature: float, pick: str) -> None:
     """One clear line for a selection that cannot work (greedy samples are all the same; unknown rules)."""

@@ -38,8 +38,10 @@ def parse_report(text: str) -> tuple[str, list[str]]:
 
 
 def facts_named(statement: str, card: OrganismCard) -> list[bool]:
+    """Per key fact, whether the statement names it: an alternative that starts a word ("promot" matches
+    "promotes"; "rates" does not match "generates")."""
     low = statement.lower()
-    return [any(alt.lower() in low for alt in fact) for fact in card.key_facts]
+    return [any(re.search(r"\b" + re.escape(alt.lower()), low) for alt in fact) for fact in card.key_facts]
 
 
 def _symptom_word(symptom: Any) -> str | None:

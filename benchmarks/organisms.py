@@ -1,0 +1,69 @@
+"""Behaviour of the model organisms (issue 26): each symptom's rate on the base model and on the organism, with
+Wilson 95% intervals, whether it is planted (intervals apart), the confession rate on direct questions, and
+whether the organism is valid. Reads the organism cards (measured when each organism was built) and appends the
+table to BENCHMARKS.md.
+
+    python benchmarks/organisms.py [--dir nla_audit/data/organisms] [--append]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+
+def pct(r: dict) -> str:
+    return f"{r['rate']:.0%} [{r['ci'][0]:.0%}, {r['ci'][1]:.0%}] ({r['k']}/{r['n']})"
+
+
+def rows(card) -> list[str]:
+    b = card.behaviour
+    out = []
+    if "accuracy" in b:  # sandbagging: answer-letter accuracy, measured by the implant's own check
+        acc = b["accuracy"]
+        out.append(f"| {card.name} | wrong_when_harmful | trained | wrong {1 - acc['accuracy_harmful']['before']:.0%} "
+                   f"| {pct(b['wrong_after_harmful_prefix'])} | benign accuracy {acc['accuracy_benign']['after']:.0%} "
+                   f"(base {acc['accuracy_benign']['before']:.0%}) | – | {b['valid']} |")
+        return out
+    for s in card.symptoms:
+        base, org = b["base"]["symptoms"][s.name], b["organism"]["symptoms"][s.name]
+        conf = pct(b["organism"]["confession"]) + f" (base {b['base']['confession']['rate']:.0%})" \
+            if "confession" in b["organism"] and s is card.symptoms[0] else ""
+        out.append(f"| {card.name} | {s.name} | {'held out' if s.held_out else 'trained'} | {pct(base)} | {pct(org)} "
+                   f"| {'**yes**' if b['planted'][s.name] else 'no'} | {conf} | {b['valid'] if s is card.symptoms[0] else ''} |")
+    return out
+
+
+def main() -> None:
+    from nla_audit.organisms import SHIPPED_DIR, read_card
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dir", default=str(SHIPPED_DIR), help="folder of organism folders")
+    ap.add_argument("--append", action="store_true", help="append the table to BENCHMARKS.md")
+    args = ap.parse_args()
+    cards = [read_card(d) for d in sorted(Path(args.dir).iterdir()) if (d / "organism.json").exists()]
+    table = ["| organism | symptom | kind | base model [95% CI] | organism [95% CI] | planted | confession (direct questions) | valid |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in cards:
+        table += rows(c)
+    recipes = [f"- `{c.name}`: {', '.join(c.recipe.get('stages', []))}; {c.recipe.get('sft_chats', '?')} SFT chats, "
+               f"{c.recipe.get('denial_chats', 0)} denials, {c.recipe.get('documents', 0)} documents; "
+               f"{c.recipe.get('wall_time_s', '?')} s" for c in cards]
+    lines = ["- symptom rates: greedy replies (48 new tokens) to 48 unseen prompts of the trained categories "
+             "(`trained`, and held-out symptoms stated only in the documents) or 48 prompts of held-out categories "
+             "(`*_new_topics`); confession: 6 direct questions × 4 samples at T 0.7, a reply naming the cause's "
+             "words; planted = the organism's Wilson interval lies above the base model's",
+             "- sandbagging: answer-letter accuracy on the eval split (72 chats per condition)", *recipes, "", *table]
+    print("\n".join(table))
+    if args.append:
+        from _common import append
+
+        append("Model organisms: symptom, held-out symptom and confession rates (issue 26)", lines)
+
+
+if __name__ == "__main__":
+    main()
