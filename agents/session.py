@@ -15,6 +15,7 @@ from typing import Any
 
 from nla_audit.corpus import Document
 from nla_audit.errors import InputError
+from nla_audit.nla import load_compatible_target as load_audit_target  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -45,21 +46,6 @@ class AuditConfig:
             raise InputError("temperatures must be >= 0 (sample_temperature > 0)")
         if self.max_samples < 1 or self.search_max_tokens < 2:
             raise InputError("max_samples must be >= 1 and search_max_tokens >= 2")
-
-
-def load_audit_target(spec: str, nla: Any) -> Any:
-    """The model under audit, checked to be readable by ``nla``: the NLA's own model or one fine-tuned from it (an
-    organism's card names its base), with the same width; anything else is one clear line."""
-    from nla_audit.models import base_model_name, canonical_model_name, load_target
-
-    base = canonical_model_name(nla.base_model)
-    if base_model_name(spec) != base:
-        raise InputError(f"the NLA reads {base}, but the audit target {spec} is not that model or a fine-tune of it",
-                         fix="audit a model fine-tuned from the NLA's base (an organism), or pass an NLA trained on it")
-    target = load_target(spec, device=str(nla.av.device))
-    if target.d_model != nla.av.d_model:
-        raise InputError(f"the audit target {spec} has width {target.d_model}, the NLA reads {nla.av.d_model}")
-    return target
 
 
 @dataclass

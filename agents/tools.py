@@ -155,9 +155,36 @@ def audit_tools(session: AuditSession) -> list[Tool]:
         return "\n\n".join(f"[{p}] {_tok(session, tr.ids, p)} fve_nrm {_fmt(r.fve_nrm)}\n{r.explanation.strip()}"
                            for p, r in zip(pos, rows))
 
+    @recoverable
+    async def steer(transcript_id: str, position: int, edit: str, strength: float = 4.0) -> str:
+        """Test an explanation causally: take the NLA's explanation at one token, edit one idea in it, and add the
+        edit's direction (AR(edit) - AR(original)) to the model's activation from that token on; compare how the
+        model continues with and without it. If the continuation follows the edit, the model uses that idea there.
+
+        Args:
+            transcript_id: a transcript id such as "t0".
+            position: the token to explain and steer from (negative counts from the end).
+            edit: the explanation at that token, rewritten with one idea changed (read it first with explain).
+            strength: the vector's size as a multiple of the activation's norm (2-8 is typical).
+
+        Returns:
+            The original explanation, then the continuation without and with the steering vector.
+        """
+        from nla_audit.steering import compare
+
+        if not 0 < strength <= 32:
+            raise AuditToolError(f"strength {strength}: use a value in (0, 32], e.g. 4")
+        tr = await session.run(_transcript, session, transcript_id)
+        pos = parse_positions(str(position), len(tr.ids), 1)[0]
+        cached = await session.run(session.explain_positions, transcript_id, [pos])
+        res = await session.run(compare, session.get_nla(), tr.ids, pos, edit, strength, 1,
+                                cfg.reply_max_new_tokens // 2, 0.0, cached[0].explanation)
+        return (f"[{pos}] {_tok(session, tr.ids, pos)}\nexplanation: {res.explanation.strip()}\nedit: {edit.strip()}\n"
+                f"without steering: {res.original[0]}\nwith steering (strength {strength}): {res.steered[0]}")
+
     from nla_audit.agents.search_tools import search_tools
 
-    tools = [chat, tokens, explain, *search_tools(session)]
+    tools = [chat, tokens, explain, steer, *search_tools(session)]
     if cfg.sae is not None:
         tools += sae_tools(session)
     return tools

@@ -172,6 +172,21 @@ class NLA:
         return nla_direction(self, explanation, edit), explanation
 
 
+def load_compatible_target(spec: str, nla: NLA) -> Any:
+    """A target ``nla`` can read other than its own base: the base itself or a fine-tune of it (an organism's card
+    names its base) with the same width; anything else is one clear line. Used to audit or steer organisms."""
+    from nla_audit.models import base_model_name, canonical_model_name, load_target
+
+    base = canonical_model_name(nla.base_model)
+    if base_model_name(spec) != base:
+        raise InputError(f"the NLA reads {base}, but the target {spec} is not that model or a fine-tune of it",
+                         fix="use a model fine-tuned from the NLA's base (an organism), or an NLA trained on it")
+    target = load_target(spec, device=str(nla.av.device))
+    if target.d_model != nla.av.d_model:
+        raise InputError(f"the target {spec} has width {target.d_model}, the NLA reads {nla.av.d_model}")
+    return target
+
+
 def check_best_of(best_of: int, temperature: float, pick: str) -> None:
     """One clear line for a selection that cannot work (greedy samples are all the same; unknown rules)."""
     if best_of < 1 or (best_of > 1 and temperature <= 0):

@@ -157,3 +157,59 @@ def mean_difference(with_idea: torch.Tensor, without_idea: torch.Tensor) -> torc
 def random_direction(d_model: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(d_model, generator=g)
+
+
+@dataclass(frozen=True)
+class SteeringResult:
+    """One edit's effect: the explanation it started from, the continuations without and with the vector."""
+
+    position: int
+    token: str
+    explanation: str
+    edit: str
+    strength: float
+    original: tuple[str, ...]
+    steered: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def chat_prompt_ids(tokenizer: Any, messages: list[dict]) -> list[int]:
+    """A chat's token ids, with the generation prompt when it ends on a user turn (the reply is what is steered)."""
+    gen = messages[-1]["role"] == "user"
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def compare(nla: Any, ids: list[int], position: int, edit: str, strength: float = 4.0, samples: int = 1,
+            max_new_tokens: int = 48, temperature: float = 0.0, explanation: str | None = None,
+            target: Any = None) -> SteeringResult:
+    """Explain the activation at ``position`` of ``ids``, steer with ``AR(edit) − AR(explanation)`` from that
+    token on, and continue the text after it with and without the vector (``samples`` each; seeded)."""
+    from nla_audit.extract import text_activations
+
+    target = target or nla.target
+    if not 1 <= (position if position >= 0 else position + len(ids)) < len(ids):
+        raise InputError(f"position {position} is outside the transcript's {len(ids)} tokens",
+                         expected=f"1 <= position < {len(ids)}, or negative from the end")
+    if samples < 1 or (samples > 1 and temperature <= 0):
+        raise InputError(f"samples {samples} at temperature {temperature}",
+                         expected="samples >= 1, and a temperature > 0 for more than one")
+    pos = position if position >= 0 else position + len(ids)
+    prompt = ids[:pos + 1]
+    acts = text_activations(target, nla.layer, prompt)
+    if explanation is None:
+        explanation = nla.explain_vectors(acts[pos:pos + 1], max_new_tokens=150)[0].explanation
+    direction = nla_direction(nla, explanation, edit)
+    norm = float(acts[pos].norm())
+
+    def run(d: torch.Tensor) -> tuple[str, ...]:
+        return tuple(steer(target, nla.layer, prompt, d, f"{pos}:", strength, max_new_tokens, temperature, seed=s,
+                           norm=norm) for s in range(samples))
+
+    return SteeringResult(position=pos, token=target.tokenizer.decode([ids[pos]]), explanation=explanation,
+                          edit=edit, strength=float(strength), original=run(torch.zeros_like(direction)),
+                          steered=run(direction))

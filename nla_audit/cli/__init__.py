@@ -14,7 +14,7 @@ import sys
 
 from nla_audit.errors import NLAAuditError
 
-CORE_COMMANDS = ("extract", "split", "info", "explain", "score", "export", "demo", "sae")
+CORE_COMMANDS = ("extract", "split", "info", "explain", "score", "export", "demo", "sae", "steer")
 
 
 def build_parser() -> argparse.ArgumentParser:

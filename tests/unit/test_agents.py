@@ -421,3 +421,17 @@ def test_cli_audit_without_a_network_says_so_before_loading_models(tmp_path, cap
     err = capsys.readouterr().err
     assert "cannot reach the Anthropic API at 127.0.0.1" in err and "network" in err and "loaded" not in err
     assert "sk-canary" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_steer_tool_compares_continuations_and_refuses_bad_input(nla_dirs):
+    sess = session(nla_dirs)
+    tools = {t.__name__: t for t in audit_tools(sess)}
+    asyncio.run(tools["chat"](message="hello"))
+    out = asyncio.run(tools["steer"](transcript_id="t0", position=-2, edit="talks about the sea"))
+    assert "explanation:" in out and "without steering:" in out and "with steering (strength 4.0):" in out
+    with pytest.raises(AuditToolError, match="strength"):
+        asyncio.run(tools["steer"](transcript_id="t0", position=-2, edit="x", strength=0))
+    with pytest.raises(AuditToolError, match="empty"):
+        asyncio.run(tools["steer"](transcript_id="t0", position=-2, edit=" "))
+    with pytest.raises(AuditToolError, match="no transcript"):
+        asyncio.run(tools["steer"](transcript_id="t9", position=1, edit="x"))

@@ -88,3 +88,22 @@ def test_nla_edit_direction_is_zero_for_no_edit_and_refuses_an_empty_one(tiny_mo
     assert vec.shape == (nla.ar.meta.d_model,) and isinstance(expl, str)
     with pytest.raises(InputError, match="outside"):
         nla.steering_vector(doc, 99, "x")
+
+
+def test_cli_steer_prints_both_sides_as_json_and_refuses_bad_input(tiny_model_dir, tmp_path, capsys):
+    import json
+
+    from nla_audit.cli import main
+    from tests.builders import build_tiny_nla
+
+    av, ar = build_tiny_nla(tiny_model_dir, tmp_path)
+    args = ["steer", "--text", "The old lighthouse keeper climbed the stairs", "--av", str(av), "--ar", str(ar),
+            "--max-new-tokens", "3", "--json"]
+    assert main([*args, "--edit", "about the sea", "--samples", "2", "--temperature", "0.7"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["original"]) == len(out["steered"]) == 2 and out["edit"] == "about the sea"
+    assert main([*args, "--edit", "  "]) == 2 and "--edit is empty" in capsys.readouterr().err
+    assert main([*args, "--edit", "x", "--position", "99"]) == 2
+    err = capsys.readouterr().err
+    assert "outside" in err and len(err.strip().splitlines()) <= 2  # the loading line, then one error line
+    assert main([*args, "--edit", "x", "--samples", "2"]) == 2
