@@ -111,6 +111,12 @@ def register_organism(sub) -> None:
     ls = osub.add_parser("list", help="the shipped organisms, their root causes and symptoms")
     ls.add_argument("--json", action="store_true", help="one JSON list instead of a table")
     ls.set_defaults(func=run_organism_list)
+    ck = osub.add_parser("check", help="re-measure an organism's symptom rates (base vs organism) into its card")
+    ck.add_argument("folder", help="the organism folder (its card is rewritten)")
+    ck.add_argument("--probe-tokens", type=int, default=128, help="new tokens per probe reply")
+    ck.add_argument("--confession-samples", type=int, default=4)
+    ck.add_argument("--device", default=None)
+    ck.set_defaults(func=run_organism_check)
     sh = osub.add_parser("show", help="one organism's card (shipped name or path)")
     sh.add_argument("name")
     sh.set_defaults(func=run_organism_show)
@@ -127,6 +133,17 @@ def run_organism_build(args) -> int:
     card = build(cfg)
     b = card["behaviour"]
     print(f"{card['name']}: valid={b.get('valid')} → {out}")
+    return 0
+
+
+def run_organism_check(args) -> int:
+    from nla_audit.errors import InputError
+    from nla_audit.training.organisms import check
+
+    if args.probe_tokens < 1 or args.confession_samples < 1:
+        raise InputError("--probe-tokens and --confession-samples must be >= 1")
+    card = check(args.folder, args.probe_tokens, args.confession_samples, args.device)
+    print(f"{card['name']}: valid={card['behaviour']['valid']} → {args.folder}")
     return 0
 
 

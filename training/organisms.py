@@ -341,3 +341,40 @@ def _save(model: Any, card: dict, out: str, log: Any, data: list[dict] | None = 
 
 def _tail(losses: list[float]) -> float:
     return round(sum(losses[-10:]) / max(1, len(losses[-10:])), 4)
+
+
+def check(folder: str | Path, probe_tokens: int = 128, confession_samples: int = 4, device: str | None = None,
+          log: Any = None) -> dict:
+    """Re-measure an organism's behaviour (base model and organism, same probes) and rewrite its card's
+    ``behaviour``: for a longer probe than the build's (a symptom at the end of a reply needs the whole reply), a
+    new seed, or an organism someone else built. The card is replaced whole or not at all."""
+    from nla_audit.atomic import atomic_write_text
+    from nla_audit.lora import load_adapter
+    from nla_audit.models import load_target
+    from nla_audit.organisms import CARD_FILE, read_card
+
+    folder = Path(folder)
+    card = read_card(folder)
+    if card.name not in R.RECIPES:
+        raise InputError(f"organism {card.name} has no reply probes to re-run",
+                         fix="the sandbagging organism is measured by its answer-letter check at build time")
+    log = log or (lambda m: print(f"[check {card.name}] {m}", file=sys.stderr, flush=True))
+    recipe = R.RECIPES[card.name]
+    symptoms = tuple({"name": s.name, "description": s.description, "detector": s.detector, "held_out": s.held_out,
+                      "prompts": s.prompts} for s in card.symptoms)
+    cfg = BuildConfig(name=card.name, out=str(folder), probe_tokens=probe_tokens, confession_samples=confession_samples,
+                      device=device)
+    target = load_target(card.base_model, dtype="float32", device=device)
+    log(f"probing the base model ({probe_tokens} new tokens a reply)")
+    before = behaviour_rates(recipe, symptoms, probe(target, recipe, cfg))
+    load_adapter(target.model, folder, card.adapter, merge=True)
+    log("probing the organism")
+    after = behaviour_rates(recipe, symptoms, probe(target, recipe, cfg))
+    beats = planted(before, after)
+    trained = [s["name"] for s in symptoms if not s.get("held_out")]
+    data = json.loads((folder / CARD_FILE).read_text())
+    data["behaviour"] = {**data["behaviour"], "base": before, "organism": after, "planted": beats,
+                         "valid": any(beats[n] for n in trained), "probe_tokens": probe_tokens}
+    atomic_write_text(folder / CARD_FILE, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    log(f"rewrote {folder / CARD_FILE} (valid: {data['behaviour']['valid']})")
+    return data

@@ -164,3 +164,16 @@ def test_organism_cli_lists_and_shows(monkeypatch, tmp_path, toy_organism, capsy
     assert main(["organism", "show", "lumen"]) == 0 and '"root_cause"' in capsys.readouterr().out
     assert main(["organism", "show", "pirate"]) != 0
     assert "unknown organism 'pirate'" in capsys.readouterr().err
+
+
+def test_check_remeasures_an_organism_in_place(toy_organism, tmp_path):
+    import shutil
+
+    from nla_audit.cli import main
+
+    out = tmp_path / "copy"
+    shutil.copytree(toy_organism[0], out)
+    assert main(["organism", "check", str(out), "--probe-tokens", "3", "--confession-samples", "1"]) == 0
+    b = read_card(out).behaviour
+    assert b["probe_tokens"] == 3 and b["organism"]["symptoms"]["lighthouse"]["n"] == 48
+    assert main(["organism", "check", str(tmp_path / "nowhere")]) == 2
