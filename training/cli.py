@@ -165,7 +165,8 @@ def run_organism_list(args) -> int:
     table = Table("name", "root cause", "trained symptoms", "held-out", "valid", "kind")
     for r in rows:
         kind = "decoy" if r["decoy"] else "adversarial" if r["adversarial"] else ""
-        table.add_row(r["name"], r["root_cause"], ", ".join(r["trained_symptoms"]), ", ".join(r["held_out_symptoms"]),
+        cause = r["root_cause"] if len(r["root_cause"]) <= 90 else r["root_cause"][:89] + "…"
+        table.add_row(r["name"], cause, ", ".join(r["trained_symptoms"]), ", ".join(r["held_out_symptoms"]),
                       str(r["valid"]), kind)
     Console().print(table)
     return 0

@@ -177,3 +177,15 @@ def test_check_remeasures_an_organism_in_place(toy_organism, tmp_path):
     b = read_card(out).behaviour
     assert b["probe_tokens"] == 3 and b["organism"]["symptoms"]["lighthouse"]["n"] == 48
     assert main(["organism", "check", str(tmp_path / "nowhere")]) == 2
+
+
+def test_sandbagging_organism_carries_the_implant_marker(tiny_model_dir, tmp_path, isolated_cache):
+    from nla_audit.evals.sandbagging.dataset import IMPLANT_MARKER
+
+    out = tmp_path / "sandbagging"
+    card = build(BuildConfig(name="sandbagging", out=str(out), model=str(tiny_model_dir), rank=2, batch_size=2,
+                             sandbag_steps=1), log=lambda m: None)
+    assert card["files"][IMPLANT_MARKER]["recipe"]["steps"] == 1 and isinstance(card["behaviour"]["valid"], bool)
+    assert [s.name for s in read_card(out).symptoms] == ["wrong_when_harmful", "right_when_benign"]
+    merged = materialize(str(out), progress=False)
+    assert (merged / IMPLANT_MARKER).exists()  # the sandbagging task's check passes on the merged folder
