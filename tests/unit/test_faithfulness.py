@@ -1,0 +1,34 @@
+"""The AR as a verifier: claim splitting and the reconstruction cost of deleting each claim."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nla_audit.errors import InputError
+from nla_audit.faithfulness import claim_effects, claims
+
+
+def test_claims_are_sentences():
+    assert claims("A cat sat. It was red!\nThen it left?") == ["A cat sat.", "It was red!", "Then it left?"]
+    assert claims("  ") == []
+
+
+def test_each_claim_gets_the_cost_of_deleting_it(tiny_model_dir, tmp_path):
+    from nla_audit.metrics import mse_nrm
+    from nla_audit.nla import NLA
+    from tests.builders import build_tiny_nla
+
+    av, ar = build_tiny_nla(tiny_model_dir, tmp_path)
+    nla = NLA.load(av, ar, dtype="float32", device="cpu")
+    v = torch.randn(nla.ar.meta.d_model)
+    whole, effects = claim_effects(nla, "The text is about cats. The next word is mat.", v)
+    assert [e.claim for e in effects] == ["The text is about cats.", "The next word is mat."]
+    alone = nla.ar.reconstruct(["The next word is mat."])
+    expected = float(mse_nrm(alone, v[None], nla.ar.meta.mse_scale)[0])
+    assert effects[0].mse_without == pytest.approx(expected, rel=1e-4)
+    assert effects[0].delta_mse == pytest.approx(expected - whole, rel=1e-4, abs=1e-6)
+    with pytest.raises(InputError, match="empty"):
+        claim_effects(nla, " ", v)
+    with pytest.raises(InputError, match="width"):
+        claim_effects(nla, "A claim.", torch.randn(5))
