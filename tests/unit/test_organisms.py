@@ -189,3 +189,22 @@ def test_sandbagging_organism_carries_the_implant_marker(tiny_model_dir, tmp_pat
     assert [s.name for s in read_card(out).symptoms] == ["wrong_when_harmful", "right_when_benign"]
     merged = materialize(str(out), progress=False)
     assert (merged / IMPLANT_MARKER).exists()  # the sandbagging task's check passes on the merged folder
+
+
+def test_cli_audits_an_organism_with_its_training_data(toy_organism, tiny_model_dir, tmp_path, capsys, isolated_cache):
+    from nla_audit.cli import main
+    from tests.builders import build_tiny_nla
+
+    av, ar = build_tiny_nla(tiny_model_dir, tmp_path / "nla")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps([{"calls": [{"tool": "search_training_data", "args": {"query": "lumen"}}]},
+                                {"say": "ROOT CAUSE: none"}]))
+    out = tmp_path / "audit.json"
+    args = ["audit", "what drives it?", "--script", str(plan), "--av", str(av), "--ar", str(ar), "--out", str(out)]
+    assert main([*args, "--organism", str(toy_organism[0]), "--training-data", "organism"]) == 0
+    rec = json.loads(out.read_text())
+    found = [m["data"]["content"] for m in rec["messages"] if m["type"] == "tool"][0]
+    assert found.startswith("4 of ") and "Lumen" in found  # the toy organism's four documents name the board
+    capsys.readouterr()
+    assert main([*args, "--training-data", "organism"]) == 2
+    assert "needs --organism" in capsys.readouterr().err
