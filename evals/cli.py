@@ -129,7 +129,8 @@ def run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit {args.limit}", expected="an integer >= 1")
     check_grader(args)
-    logs = run_tasks(names, [params(args, e) for e in explainers], args.log_dir)
+    extra = task_params(args.task_param)  # -T key=value, as inspect takes it; wins over the flags
+    logs = run_tasks(names, [{**params(args, e), **extra} for e in explainers], args.log_dir)
     from nla_audit.evals._results import markdown_table, results_frame
 
     df = results_frame(logs)

@@ -86,6 +86,12 @@ def test_cli_runs_and_prints_rows(tiny_nla, capsys, tmp_path):
     assert [(r["explainer"], r["grader"]) for r in rows] == [("text", "embed"), ("probe", "probe")]
     assert all(r["n"] == 10 and 0 <= r["score"] <= 1 for r in rows)
     assert len(list(tmp_path.glob("*.eval"))) == 2
+    code, out, err = _cli(["eval", "classification", "--av", av, "--ar", ar, "--explainer", "text", "-T", "n=1",
+                           "--json", "--log-dir", str(tmp_path)], capsys)  # -T as inspect takes it
+    assert code == 0, err
+    assert [json.loads(line)["n"] for line in out.splitlines()] == [5]  # one item in each of the 5 groups
+    code, _, err = _cli(["eval", "classification", "-T", "nonsense", "--log-dir", str(tmp_path)], capsys)
+    assert code == 2 and "not key=value" in err
 
 
 def test_inspect_cli_prints_a_bad_parameter_as_one_message(tmp_path):
