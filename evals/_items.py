@@ -102,7 +102,8 @@ def select(items: list[dict], split: str, n: int | None, group: str | None = Non
     """Items of one split, at most ``n`` per group (first n in file order, which is already shuffled)."""
     if n is not None and n < 1:
         raise InputError(f"n={n}", expected="n >= 1 (items per group) or None for all")
-    out, count = [], {}
+    out: list[dict] = []
+    count: dict[str, int] = {}
     for it in items:
         if it["split"] != split or (group is not None and it["group"] != group):
             continue

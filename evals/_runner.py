@@ -127,10 +127,11 @@ def resolve_site(cfg: EvalConfig, ds: DatasetFile) -> Site:
             av, ar = (str(p) for p in default_nla_paths())
         from nla_audit.checkpoint import read_sidecar, resolve_checkpoint
 
+        assert av is not None and ar is not None  # both or neither (EvalConfig), and the defaults filled both
         av_meta = read_sidecar(resolve_checkpoint(av), "av")
         ar_meta = read_sidecar(resolve_checkpoint(ar), "ar")
         nla_model = canonical_model(av_meta.base_model)
-        nla_layer = int(ar_meta.layer_index)
+        nla_layer = ar_meta.require_layer()
     if cfg.model is not None:
         model = canonical_model(cfg.model)
     elif (default := _default_target(ds, cfg, nla_model)) is not None:
@@ -393,7 +394,9 @@ class Runner:
 
 class _Request:
     def __init__(self, item: dict) -> None:
-        self.item, self.done, self.result, self.error = item, False, None, None
+        self.item, self.done = item, False
+        self.result: Any = None
+        self.error: Exception | None = None
 
 
 def _derangement(ids: list[str], seed: int) -> dict[str, str]:

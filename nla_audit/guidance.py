@@ -53,7 +53,7 @@ def _guided_batch(av: ActivationVerbalizer, v: torch.Tensor, null: torch.Tensor,
     mask = torch.ones_like(ids)
     both = torch.cat([v, null.expand(n, -1)])
     with torch.inference_mode():
-        with injecting(av.model, av.meta.tokens, both, av.meta.injection_scale):
+        with injecting(av.model, av.meta.require_tokens(), both, av.meta.require_injection_scale()):
             step = av.model(input_ids=ids, attention_mask=mask, use_cache=True, **_last_logits_only(av.model))
         past, done = step.past_key_values, torch.zeros(n, dtype=torch.bool, device=dev)
         new: list[torch.Tensor] = []

@@ -77,10 +77,11 @@ def build_token_meta(tokenizer: Any, template: str = AV_TEMPLATE, injection_char
     if injection_char is None:
         injection_char, tid, source = pick_injection_token(tokenizer)
     else:
-        tid, source = _single_id(tokenizer, injection_char), "manual"
-        if tid is None:
+        single = _single_id(tokenizer, injection_char)
+        if single is None:
             raise SidecarError(f"injection char {injection_char!r} does not encode to exactly one token",
                                fix="choose a rare string that is a single token")
+        tid, source = single, "manual"
     ids = av_prompt_ids(tokenizer, template, injection_char)
     where = [i for i, t in enumerate(ids) if t == tid]
     if len(where) != 1 or where[0] in (0, len(ids) - 1):

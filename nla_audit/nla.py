@@ -62,7 +62,7 @@ class NLA:
         if backend not in ("transformers", "vllm"):
             raise InputError(f"unknown backend {backend!r}", expected="transformers or vllm")
         self.av, self.ar, self._target = av, ar, target
-        self.generator = av
+        self.generator: Any = av  # the transformers AV, or a vLLM verbalizer with the same explain()
         if backend == "vllm":
             from nla_audit.vllm_backend import VLLMVerbalizer
 
@@ -79,7 +79,7 @@ class NLA:
 
     @property
     def layer(self) -> int:
-        return int(self.ar.meta.layer_index)
+        return self.ar.meta.require_layer()
 
     @property
     def base_model(self) -> str:
@@ -116,10 +116,10 @@ class NLA:
         expl, pred = self.sample_explanations(v, best_of, max_new_tokens=max_new_tokens, temperature=temperature,
                                               batch_size=batch_size, seed=seed, **extra)
         rows = v.repeat_interleave(best_of, dim=0)
-        mse = mse_nrm(pred, rows, self.ar.meta.mse_scale)
+        mse = mse_nrm(pred, rows, self.ar.meta.require_mse_scale())
         ok = torch.tensor([e.ok for e in expl])
         keep = (best_sample(mse, ok, best_of) if pick == "closest"
-                else consensus_sample(normalize(pred, self.ar.meta.mse_scale), ok, best_of))
+                else consensus_sample(normalize(pred, self.ar.meta.require_mse_scale()), ok, best_of))
         mse, cos = mse[keep], cosine(pred[keep], v)
         base = self.ar.meta.fve_baseline()
         fve = fve_nrm(mse, base) if base is not None else None

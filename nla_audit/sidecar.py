@@ -243,14 +243,34 @@ class ModelSidecar:
     def fve_baseline(self) -> float | None:
         if self.baseline_rawvar is not None:
             return self.baseline_rawvar
-        return KNOWN_BASELINES.get((self.base_checkpoint, self.layer_index))
+        return KNOWN_BASELINES.get((self.base_checkpoint, self.layer_index)) if self.layer_index is not None else None
+
+    # ---- facts a use requires: one clear line when the sidecar lacks them (not a TypeError on None later)
+    def require_tokens(self) -> TokenMeta:
+        return _required(self.tokens, "tokens (the injection token and its ids)", self.role)
+
+    def require_injection_scale(self) -> float:
+        return float(_required(self.injection_scale, "injection_scale", self.role))
+
+    def require_mse_scale(self) -> float:
+        return float(_required(self.mse_scale, "mse_scale", self.role))
+
+    def require_layer(self) -> int:
+        return int(_required(self.layer_index, "extraction layer index", self.role))
+
+
+def _required(value: Any, name: str, role: str) -> Any:
+    if value is None:
+        raise SidecarError(f"the {role.upper()} sidecar has no {name}", fix="restore the checkpoint's nla_meta.yaml")
+    return value
 
 
 def _layer_from(d: dict) -> int | None:
     """K from ``critic.extraction_layer_index``, ``critic.num_hidden_layers`` (schema v1), the top-level
     ``extraction_layer_index`` (release), or ``ar.num_hidden_layers`` (docs/inference.md), first found wins."""
     critic = d.get("critic") or {}
-    ar = d.get("ar") if isinstance(d.get("ar"), dict) else {}
+    ar_block = d.get("ar")
+    ar: dict = ar_block if isinstance(ar_block, dict) else {}
     for value in (critic.get("extraction_layer_index"), critic.get("num_hidden_layers"),
                   d.get("extraction_layer_index"), ar.get("num_hidden_layers")):
         if value is not None:

@@ -25,13 +25,13 @@ def build_prompt_embeds(embedding: torch.Tensor, prompt_ids: list[int], vectors:
                         scale: float) -> list[torch.Tensor]:
     """One ``[T, d]`` prompt-embedding tensor per vector (fp32 until the final cast, done by the caller)."""
     ids = torch.tensor([prompt_ids])
-    sites = find_injection_sites(ids, av.meta.tokens)
+    sites = find_injection_sites(ids, av.meta.require_tokens())
     if sites.shape[0] != 1:
         raise InjectionError(f"AV prompt has {sites.shape[0]} injection sites", expected="exactly 1")
     pos = int(sites[0, 1])
     base = embedding[ids[0]].float() * scale
     out = []
-    for v in normalize(vectors, av.meta.injection_scale):
+    for v in normalize(vectors, av.meta.require_injection_scale()):
         e = base.clone()
         e[pos] = v
         out.append(e)
@@ -42,7 +42,7 @@ def requests_for(av: ActivationVerbalizer, vectors: Any, dtype: torch.dtype = to
     v = validate_vectors(vectors, av.d_model)
     emb = av.model.get_input_embeddings().weight.detach().cpu()
     embeds = build_prompt_embeds(emb, av.prompt_ids, v, av, embed_scale(av.model.config))
-    if av.meta.injection_scale >= 1000:
+    if av.meta.require_injection_scale() >= 1000:
         dtype = torch.float32  # bf16 is too coarse for large injection scales (official_nla.md §1.4)
     return [{"prompt_embeds": e.to(dtype)} for e in embeds]
 

@@ -30,6 +30,7 @@ import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -127,7 +128,8 @@ def _sampler(cfg: AVTextsConfig):
 
     from nla_audit.av import ActivationVerbalizer
 
-    sampling = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "batch_size": cfg.batch_size}
+    sampling: dict[str, Any] = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
+                                "batch_size": cfg.batch_size}
     if cfg.best_of == 1:
         av = ActivationVerbalizer.from_pretrained(cfg.av, dtype=cfg.dtype, device=cfg.device)
 
@@ -144,7 +146,7 @@ def _sampler(cfg: AVTextsConfig):
     def best(v: np.ndarray, seed: int | None) -> dict:
         t = torch.from_numpy(v)
         expl, pred = nla.sample_explanations(t, k, seed=seed, **sampling)
-        mse = mse_nrm(pred.float().cpu(), t.float().repeat_interleave(k, dim=0), nla.ar.meta.mse_scale)
+        mse = mse_nrm(pred.float().cpu(), t.float().repeat_interleave(k, dim=0), nla.ar.meta.require_mse_scale())
         keep = best_sample(mse, torch.tensor([e.ok for e in expl]), k).tolist()
         return {"text": [expl[j].text for j in keep], "ok": [bool(expl[j].ok) for j in keep],
                 "mse_nrm": mse[keep].tolist(), "mse_first": mse[::k].tolist()}
@@ -208,7 +210,7 @@ def make_av_texts(cfg: AVTextsConfig, progress: bool = True) -> dict[str, float]
     if cfg.best_of > 1:
         counts.update(mse_kept=float(np.mean(got["mse_nrm"])), mse_first=float(np.mean(got["mse_first"])))
     if cfg.stage == "av_sft":
-        _write_stage(out, "av_sft", kept, vecs, cols, {**base, "tokens": av_meta.tokens.to_dict()}, src)
+        _write_stage(out, "av_sft", kept, vecs, cols, {**base, "tokens": av_meta.require_tokens().to_dict()}, src)
         counts["av_sft"] = len(kept)
     else:
         counts.update(_write_ar_stages(cfg, out, kept, vecs, cols, base, src))

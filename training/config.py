@@ -46,7 +46,7 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
 
 
 def build_config(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # T is a dataclass
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown}", expected=f"keys of {cls.__name__}: {sorted(fields)}",

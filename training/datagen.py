@@ -236,9 +236,9 @@ def run_datagen(cfg: DatagenConfig) -> dict[str, int]:
             vecs, texts = vecs[keep], [t for t in texts if t is not None]
             cols = {k: [x for x, m in zip(v, keep) if m] for k, v in cols.items()}
         if stage == "av_sft":
-            extra = av_sft_columns(texts)
+            extra = av_sft_columns([str(t) for t in texts])
         elif stage in ("ar_sft", "ar_eval"):
-            extra = {"prompt": (pa.string(), [AR_TEMPLATE.replace("{explanation}", t) for t in texts]),
+            extra = {"prompt": (pa.string(), [AR_TEMPLATE.replace("{explanation}", str(t)) for t in texts]),
                      "explanation": (pa.string(), texts)}
         else:
             extra = {"prompt": av_prompt_column(len(vecs))}

@@ -48,7 +48,7 @@ from nla_audit.lora import merged_copy, sync_merged
 from nla_audit.metrics import FAILED_REWARD, derangement, fve_nrm, mse_nrm
 from nla_audit.models import resolve_dtype
 from nla_audit.progress import RateProgress
-from nla_audit.sidecar import read_dataset_sidecar, read_model_sidecar
+from nla_audit.sidecar import AV_TEMPLATE, read_dataset_sidecar, read_model_sidecar
 from nla_audit.training.run import RESUMABLE_KEYS, RunDir, cost, data_order, lr_at, with_device
 from nla_audit.vectors import read_vectors
 
@@ -223,7 +223,7 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
     dev = torch.device(cfg.device)
     meta = read_dataset_sidecar(cfg.data)
     av_meta, ar_meta = read_model_sidecar(cfg.av, "av"), read_model_sidecar(cfg.ar, "ar")
-    layer = int(ar_meta.layer_index)
+    layer = ar_meta.require_layer()
     if int(meta["extraction"]["layer_index"]) != layer or int(meta["extraction"]["d_model"]) != ar_meta.d_model:
         from nla_audit.errors import InputError
 
@@ -235,8 +235,8 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
     lm, tok = build_av(cfg.model, 0, 0, cfg.device, init_from=cfg.av, dtype=dt)
     ar_lm, inner, head, ar_tok = build_ar(cfg.model, layer, 0, 0, cfg.device, init_from=cfg.ar, dtype=dt)
     ar = as_reconstructor(inner, head, ar_tok, layer, ar_meta.d_model)
-    tokens, scale = av_meta.tokens, av_meta.injection_scale
-    prompt = av_prompt_ids(tok, av_meta.av_template, tokens.injection_char)
+    tokens, scale = av_meta.require_tokens(), av_meta.require_injection_scale()
+    prompt = av_prompt_ids(tok, av_meta.av_template or AV_TEMPLATE, tokens.injection_char)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     ref = SwappedLoRA(lm)
     av_params = list(ref.params.values())
@@ -358,6 +358,7 @@ def _rollouts(lm: Any, tok: Any, prompt: list[int], tokens: Any, v: torch.Tensor
 
 def _heldout_vectors(cfg: GRPOConfig, layer: int, d_model: int) -> torch.Tensor:
     """``eval_rows`` fixed rows (seeded choice) of the held-out parquet, checked against the NLA's site."""
+    assert cfg.eval_data is not None  # called only when the config names held-out data
     from nla_audit.errors import InputError
 
     meta = read_dataset_sidecar(cfg.eval_data)

@@ -47,7 +47,7 @@ def build_ar(model: str, layer: int, rank: int, alpha: float, device: str = "cpu
         from nla_audit.sidecar import read_model_sidecar
 
         meta = read_model_sidecar(init_from, "ar")
-        load_adapter(lm, init_from, meta.adapter, merge=False)
+        load_adapter(lm, init_from, meta.adapter or {}, merge=False)  # no adapter block: one clear SidecarError
         head.weight.data = load_file(str(Path(init_from) / VALUE_HEAD_FILE))["weight"].float().to(device)
     else:
         add_lora(lm, rank, alpha)
@@ -64,7 +64,7 @@ def build_av(model: str, rank: int, alpha: float, device: str = "cpu", init_from
     if init_from:
         from nla_audit.sidecar import read_model_sidecar
 
-        load_adapter(lm, init_from, read_model_sidecar(init_from, "av").adapter, merge=False)
+        load_adapter(lm, init_from, read_model_sidecar(init_from, "av").adapter or {}, merge=False)
     else:
         add_lora(lm, rank, alpha)
     return lm, tok

@@ -371,7 +371,7 @@ def check(folder: str | Path, probe_tokens: int = 128, confession_samples: int =
     log("probing the organism")
     after = behaviour_rates(recipe, symptoms, probe(target, recipe, cfg))
     beats = planted(before, after)
-    trained = [s["name"] for s in symptoms if not s.get("held_out")]
+    trained = [str(s["name"]) for s in symptoms if not s.get("held_out")]
     data = json.loads((folder / CARD_FILE).read_text())
     data["behaviour"] = {**data["behaviour"], "base": before, "organism": after, "planted": beats,
                          "valid": any(beats[n] for n in trained), "probe_tokens": probe_tokens}

@@ -95,7 +95,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Path]:
                          batch_size=bs, device=cfg.device, init_from=init, **ar_only), resume=resume, progress=progress)
         out[name] = run_dir / name
     heldout = data / "base.test.parquet"  # the test split datagen writes: the held-out curve during RL
-    stages = (("rl", cfg.rl_steps, cfg.rl_prompts_per_step, {}),
+    stages: tuple[tuple[str, int, int, dict], ...] = (("rl", cfg.rl_steps, cfg.rl_prompts_per_step, {}),
               ("rl2", cfg.rl2_steps, cfg.rl2_prompts_per_step, {"av_lr": cfg.rl2_av_lr, "seed": cfg.rl2_seed}))
     for stage, steps, prompts, extra in stages:
         if steps <= 0:

@@ -201,7 +201,7 @@ def with_device(cfg: Any) -> Any:
 def data_order(n: int, seed: int, step: int, batch_size: int) -> np.ndarray:
     """Row indices for ``step``: epoch-wise permutations seeded by (seed, epoch) — a pure function of step."""
     start = step * batch_size
-    idx = []
+    idx: list[int] = []
     while len(idx) < batch_size:
         epoch, offset = divmod(start + len(idx), n)
         perm = np.random.default_rng([seed, epoch]).permutation(n)

@@ -169,7 +169,7 @@ def _ar_start(cfg: SFTConfig, gold: torch.Tensor, scale: float, layer: int) -> t
     from nla_audit.sidecar import read_model_sidecar
 
     meta = read_model_sidecar(cfg.init_from, "ar")
-    if int(meta.layer_index) != layer or meta.d_model != gold.shape[1]:
+    if meta.require_layer() != layer or meta.d_model != gold.shape[1]:
         raise InputError(f"init_from {cfg.init_from} is layer {meta.layer_index}, d_model {meta.d_model}",
                          expected=f"layer {layer}, d_model {gold.shape[1]} (the data's site)",
                          fix="continue an AR trained at this data's layer")
@@ -180,6 +180,7 @@ def _ar_start(cfg: SFTConfig, gold: torch.Tensor, scale: float, layer: int) -> t
 
 def _ar_eval_rows(cfg: SFTConfig, layer: int, d: int) -> tuple[list[str], torch.Tensor]:
     """The first ``eval_rows`` (teacher text, activation) pairs of an ``ar_eval`` parquet at the AR's site."""
+    assert cfg.eval_data is not None  # called only when the config names held-out data
     import pyarrow.parquet as pq
 
     from nla_audit.errors import InputError
@@ -313,7 +314,7 @@ def _av_start(cfg: SFTConfig, acts: torch.Tensor) -> tuple[float, list[str]]:
     if meta.d_model != acts.shape[1]:
         raise InputError(f"init_from {cfg.init_from} reads d_model {meta.d_model} vectors",
                          expected=f"d_model {acts.shape[1]} (the data's)", fix="continue an AV of this data's model")
-    return cfg.injection_scale or meta.injection_scale, list(meta.trained_on)
+    return cfg.injection_scale or meta.require_injection_scale(), list(meta.trained_on)
 
 
 @torch.no_grad()

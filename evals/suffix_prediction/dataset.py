@@ -122,7 +122,7 @@ def build(seed: int = 0, n_per_split: int = N_PER_SPLIT) -> DatasetFile:
         r = rng_for(TASK, VERSION, seed, kind)
         seen: set[str] = set()
         for split in ("train", "eval"):
-            docs = []
+            docs: list = []
             while len(docs) < n_per_split:
                 text = " ".join(make(r))
                 if text not in seen:

@@ -66,6 +66,14 @@ class Site:
         """SAELens / TransformerLens name of the same site (style.md §2.5)."""
         return f"blocks.{self.layer}.hook_resid_post"
 
+    @property
+    def width(self) -> int:
+        """``d_model``, which every use past reading a sidecar needs: one clear line when it is unknown."""
+        if self.d_model is None:
+            raise InputError(f"the width (d_model) of {self.base_model} layer {self.layer} is unknown",
+                             fix="re-extract the activations with nla-audit extract (its sidecar records d_model)")
+        return self.d_model
+
     def __str__(self) -> str:
         return f"{self.base_model} layer {self.layer}" + (f" (d_model {self.d_model})" if self.d_model else "")
 

@@ -77,7 +77,7 @@ def offline_label(texts: list[str]) -> str:
     """Proxy label: the commonest final tokens of the contexts and the words several of them share near the end."""
     finals = Counter(final_token(t).lower() for t in texts)
     parts = [f"“{tok}” ×{c}" if c > 1 else f"“{tok}”" for tok, c in finals.most_common(3)]
-    near = Counter()
+    near: Counter[str] = Counter()
     for t in texts:
         words = re.findall(r"[A-Za-z][A-Za-z'-]{2,}", t)[-12:-1]
         near.update({w.lower() for w in words} - STOPWORDS - set(finals))

@@ -105,11 +105,13 @@ def load_site_vectors(paths: list[str] | tuple[str, ...], expect: Site | None = 
         vecs, cols = read_vectors(path, ["doc_id", "detokenized_text_truncated"] if with_texts else ["doc_id"])
         if len(vecs) == 0:
             raise InputError(f"{path} holds no activations", expected="at least one row")
-        chunks.append(check_vectors(torch.from_numpy(vecs.copy()), here.d_model, f"vectors in {path}"))
+        chunks.append(check_vectors(torch.from_numpy(vecs.copy()), here.width, f"vectors in {path}"))
         ids.append(str(meta.get("dataset_id", Path(path).name)))
         docs.update(cols["doc_id"])
         texts.extend(cols.get("detokenized_text_truncated", []))
         site = here if site is None or site.d_model is None else site
+    if site is None:
+        raise InputError("no activation files were given", expected="one or more activation parquets")
     return SiteVectors(torch.cat(chunks), site, ids, docs, texts)
 
 
@@ -169,7 +171,7 @@ def _build(cfg: SAETrainConfig, site: Site) -> tuple[Any, Any]:
     from sae_lens.config import SAETrainerConfig
 
     arch_cfg = {"topk": sae_lens.TopKTrainingSAEConfig, "batchtopk": sae_lens.BatchTopKTrainingSAEConfig}[cfg.arch]
-    sae_cfg = arch_cfg(d_in=site.d_model, d_sae=cfg.expansion * site.d_model, k=cfg.k, device=cfg.device,
+    sae_cfg = arch_cfg(d_in=site.width, d_sae=cfg.expansion * site.width, k=cfg.k, device=cfg.device,
                        normalize_activations="expected_average_only_in" if cfg.normalize else "none")
     sae_cfg.metadata.model_name = site.base_model
     sae_cfg.metadata.hook_name = site.hook_name
@@ -226,7 +228,7 @@ def train_sae(cfg: SAETrainConfig, progress: bool = True) -> dict:
     train = load_site_vectors(cfg.data)
     check_requested(train.site, cfg.model, cfg.layer)
     held = _held_out(cfg.held_out, train)
-    b_rv = baselines(train.vectors, default_mse_scale(train.site.d_model))["baseline_rawvar"]
+    b_rv = baselines(train.vectors, default_mse_scale(train.site.width))["baseline_rawvar"]
     torch.manual_seed(cfg.seed)
     sae, trainer = _build(cfg, train.site)
     start = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 
 def register(sub) -> None:
@@ -39,7 +40,8 @@ def score_corpus(nla, corpus: str, positions_per_doc: int, min_position: int, ma
 
     tok = nla.target.tokenizer
     specials = special_token_ids(tok)
-    vecs, kinds = [], []
+    vecs: list[Any] = []
+    kinds: list[str] = []
     for i, doc in enumerate(iter_documents(corpus, tok, MAX_DOCUMENT_TOKENS)):
         if max_docs is not None and i >= max_docs:
             break
