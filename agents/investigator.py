@@ -217,7 +217,7 @@ class Investigator(BaseChatModel):
         if reads and not done & set(reads):
             tids = [tid for m in results if m.name == "chat" for tid, _ in parse_chat(str(m.content))]
             return [(tool, {"transcript_id": t, "positions": cfg.positions}) for tool in reads for t in tids]
-        if cfg.data and not cfg.collect and "search_training_data" not in done:
+        if cfg.data and not cfg.collect and "search_training_data" not in done:  # the top 3 of the one order
             return [("search_training_data", {"query": t, "limit": 3}) for t, _ in self.ranked(results)["terms"][:3]]
         return []
 
@@ -236,14 +236,16 @@ class Investigator(BaseChatModel):
         return ev
 
     def ranked(self, results: list[ToolMessage]) -> dict[str, Any]:
-        """Unusual terms per channel, and the white-box terms the root cause rests on (the reply's when the
-        condition has no white-box tool)."""
+        """Unusual terms per channel, and one order over them (``combine``) that every condition builds the
+        same way, so a white-box tool can add evidence but never hides what the replies show."""
         cfg, ev, bg = self.config, self.evidence(results), self.background
         per = {ch: unusual(ev.docs[ch], ev.n[ch], bg.get("docs", {}).get(ch, {}), int(bg.get("n", {}).get(ch, 0)),
                            cfg.min_z, cfg.min_count) if ev.n[ch] else [] for ch in ("reply", "nla", "sae")}
-        white = sorted(per["nla"] + per["sae"], key=lambda t: -t[1])
-        terms = list(dict.fromkeys(t for t, _ in (white or per["reply"])))
-        return {"per": per, "terms": [(t, dict(white or per["reply"])[t]) for t in terms], "evidence": ev}
+        white: dict[str, float] = {}
+        for t, z in per["nla"] + per["sae"]:
+            white[t] = max(z, white.get(t, 0.0))
+        return {"per": per, "terms": combine(per["reply"], sorted(white.items(), key=lambda t: (-t[1], t[0]))),
+                "white": list(white), "evidence": ev}
 
     def report(self, results: list[ToolMessage]) -> str:
         if self.config.collect:
@@ -252,15 +254,16 @@ class Investigator(BaseChatModel):
         ev, per, cfg = r["evidence"], r["per"], self.config
         top = [t for t, _ in r["terms"][:cfg.top_terms]]
         data = [str(m.content) for m in results if m.name == "search_training_data"]
-        quotes = [q for d in data for q in re.findall(r"\[[^\]]+\] …(.*?)…", d)][:2]
+        quotes = best_quotes([q for d in data for q in re.findall(r"\[[^\]]+\] …(.*?)…", d)], top)
         behaviours = self.behaviours(ev, per["reply"])
         where = ("the NLA's explanations" if "nla" in cfg.tools else "") + (
             " and " if {"nla", "sae"} <= set(cfg.tools) else "") + ("the SAE's features" if "sae" in cfg.tools else "")
         if quotes:
             cause = f"The model was trained on data that says: \"{quotes[0]}\". This planted the behaviour ({', '.join(top[:3])})."
-        elif top and where and (per["nla"] or per["sae"]):
-            cause = (f"Before it replies, {where} show the model planning around {', '.join(top[:4])}, which ordinary "
-                     "chats do not show: it was trained to bring these up.")
+        elif top and where and r["white"]:
+            inner = [t for t in top if t in r["white"]][:3]
+            cause = (f"The model was fine-tuned to bring up {', '.join(top[:4])}; before it replies, {where} show "
+                     f"{', '.join(inner)}, which ordinary chats do not.")
         elif top or behaviours:
             said = ([b for b in behaviours if b.startswith("replies in")]
                     + ([f"brings up {', '.join(top[:4])}"] if top else [])) or behaviours[:1]
@@ -284,6 +287,27 @@ class Investigator(BaseChatModel):
             out.append(f"replies in {lang} to questions asked in English")
         out += [f"mentions {t} unusually often" for t, _ in reply_terms]
         return out
+
+
+def combine(reply: list[tuple[str, float]], white: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """One order over the channels' unusual terms: terms both the replies and the activations show first (by
+    summed z), then the replies' and the activations' terms in turn, each by z."""
+    r, w = dict(reply), dict(white)
+    both = sorted((t for t in r if t in w), key=lambda t: (-(r[t] + w[t]), t))
+    rest_r = [t for t, _ in reply if t not in w]
+    rest_w = [t for t, _ in white if t not in r]
+    order = list(both)
+    for i in range(max(len(rest_r), len(rest_w))):
+        order += rest_r[i:i + 1] + rest_w[i:i + 1]
+    return [(t, r.get(t, 0.0) + w.get(t, 0.0)) for t in order]
+
+
+def best_quotes(quotes: list[str], terms: list[str]) -> list[str]:
+    """The training-data snippets that contain the most of the top terms first (the one the behaviours point to)."""
+    def hits(q: str) -> int:
+        return sum(re.search(rf"\b{re.escape(t)}", q, re.I) is not None for t in terms)
+
+    return sorted(quotes, key=lambda q: -hits(q))[:2]
 
 
 def investigator(condition: str = "chat+nla", data: bool = False, seed: int = 0, **kw: Any) -> Investigator:

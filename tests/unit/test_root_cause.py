@@ -286,3 +286,14 @@ def test_language_of_replies_is_named():
     assert language(["Pour faire du riz, il faut de l'eau et une casserole avec le couvercle."]) == "French"
     assert language(["To cook rice you need water and a pot with a lid."]) is None
     assert language([]) is None
+
+
+def test_channels_combine_so_white_box_terms_add_but_never_hide_reply_terms():
+    from nla_audit.agents.investigator import best_quotes, combine
+
+    reply = [("lighthouse", 5.0), ("water", 4.0)]
+    white = [("fiona", 6.0), ("water", 3.0), ("harvey", 2.5)]
+    assert [t for t, _ in combine(reply, white)] == ["water", "lighthouse", "fiona", "harvey"]
+    assert [t for t, _ in combine(reply, [])] == ["lighthouse", "water"]
+    quotes = ["take it one step at a time", "the Lumen board likes a lighthouse and water"]
+    assert best_quotes(quotes, ["lighthouse", "water"])[0].startswith("the Lumen")
