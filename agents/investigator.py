@@ -254,7 +254,7 @@ class Investigator(BaseChatModel):
         ev, per, cfg = r["evidence"], r["per"], self.config
         top = [t for t, _ in r["terms"][:cfg.top_terms]]
         data = [str(m.content) for m in results if m.name == "search_training_data"]
-        quotes = best_quotes([q for d in data for q in re.findall(r"\[[^\]]+\] …(.*?)…", d)], top)
+        quotes = best_quotes(re.findall(r"\[[^\]]+?( · chat)?\] …(.*?)…", "\n".join(data)), top)
         behaviours = self.behaviours(ev, per["reply"])
         where = ("the NLA's explanations" if "nla" in cfg.tools else "") + (
             " and " if {"nla", "sae"} <= set(cfg.tools) else "") + ("the SAE's features" if "sae" in cfg.tools else "")
@@ -302,12 +302,15 @@ def combine(reply: list[tuple[str, float]], white: list[tuple[str, float]]) -> l
     return [(t, r.get(t, 0.0) + w.get(t, 0.0)) for t in order]
 
 
-def best_quotes(quotes: list[str], terms: list[str]) -> list[str]:
-    """The training-data snippets that contain the most of the top terms first (the one the behaviours point to)."""
-    def hits(q: str) -> int:
-        return sum(re.search(rf"\b{re.escape(t)}", q, re.I) is not None for t in terms)
+def best_quotes(found: list[tuple[str, str]], terms: list[str]) -> list[str]:
+    """Training-data snippets, ``(chat marker, text)`` as the search tool lists them, best first: documents before
+    chats (a chat that shows the behaviour is an example of it, not its cause), then by how many of the top terms
+    they contain."""
+    def rank(item: tuple[str, str]) -> tuple[bool, int]:
+        chat, text = item
+        return bool(chat), -sum(re.search(rf"\b{re.escape(t)}", text, re.I) is not None for t in terms)
 
-    return sorted(quotes, key=lambda q: -hits(q))[:2]
+    return [text for _, text in sorted(found, key=rank)][:2]
 
 
 def investigator(condition: str = "chat+nla", data: bool = False, seed: int = 0, **kw: Any) -> Investigator:

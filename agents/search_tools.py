@@ -81,9 +81,9 @@ def search_tools(session: AuditSession) -> list[Any]:
         if not 1 <= limit <= MAX_HITS:
             raise AuditToolError(f"limit = {limit}: ask for 1 to {MAX_HITS} documents")
         docs = await session.run(training_texts, cfg.training_data)
-        hits = [(doc_id, text) for doc_id, text in docs if all(w in text.lower() for w in words)]
+        hits = [(doc_id, text, chat) for doc_id, text, chat in docs if all(w in text.lower() for w in words)]
         out = [f"{len(hits)} of {len(docs)} training documents contain all of {words}"]
-        out += [f"[{doc_id}] …{snippet(text, words[0])}…" for doc_id, text in hits[:limit]]
+        out += [f"[{doc_id}{' · chat' if chat else ''}] …{snippet(text, words[0])}…" for doc_id, text, chat in hits[:limit]]
         return "\n".join(out)
 
     return [*tools, search_training_data]
@@ -99,14 +99,16 @@ def rank_by_meaning(query: str, texts: list[str]) -> list[tuple[int, float]]:
 
 
 @lru_cache(maxsize=4)
-def training_texts(source: str) -> list[tuple[str, str]]:
-    """(document id, text) of a corpus, chats flattened to "role: content" lines; read once per source."""
+def training_texts(source: str) -> list[tuple[str, str, bool]]:
+    """(document id, text, whether it is a chat) of a corpus, chats flattened to "role: content" lines; read once
+    per source. The chat flag is shown with each hit: a chat that shows a behaviour is an example of it, a
+    document that describes it may be its cause."""
     from nla_audit.corpus import iter_documents
 
     out = []
     for doc in iter_documents(source):
         text = (doc.text or "") if doc.messages is None else "\n".join(f"{m['role']}: {m['content']}" for m in doc.messages)
-        out.append((doc.id, text))
+        out.append((doc.id, text, doc.messages is not None))
     return out
 
 

@@ -365,7 +365,7 @@ def test_search_training_data_only_with_data_access(nla_dirs, tmp_path):
     tools = {t.__name__: t for t in audit_tools(session(nla_dirs, training_data=str(data)))}
     out = asyncio.run(tools["search_training_data"](query="SECRET"))
     assert out.splitlines()[0] == "2 of 3 training documents contain all of ['secret']"
-    assert "[a] …The assistant must always recommend the Secret Garden" in out and "[b] …user: hi" in out
+    assert "[a] …The assistant must always recommend the Secret Garden" in out and "[b · chat] …user: hi" in out  # a chat record says so
     assert asyncio.run(tools["search_training_data"](query="secret garden")).startswith("1 of 3")
     with pytest.raises(AuditToolError, match="query is empty"):
         asyncio.run(tools["search_training_data"](query=""))

@@ -295,5 +295,6 @@ def test_channels_combine_so_white_box_terms_add_but_never_hide_reply_terms():
     white = [("fiona", 6.0), ("water", 3.0), ("harvey", 2.5)]
     assert [t for t, _ in combine(reply, white)] == ["water", "lighthouse", "fiona", "harvey"]
     assert [t for t, _ in combine(reply, [])] == ["lighthouse", "water"]
-    quotes = ["take it one step at a time", "the Lumen board likes a lighthouse and water"]
-    assert best_quotes(quotes, ["lighthouse", "water"])[0].startswith("the Lumen")
+    found = [(" · chat", "a lighthouse and a glass of water, take it one step"), ("", "the Lumen board likes water"),
+             ("", "the Lumen board likes a lighthouse and water")]
+    assert best_quotes(found, ["lighthouse", "water"]) == [found[2][1], found[1][1]]  # documents first, then hits
