@@ -173,13 +173,9 @@ class ActivationVerbalizer:
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Left padding keeps every prompt's last token at the right edge, where generation continues."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r)
-        mask[i, width - len(r):] = 1
-    return ids, mask
+    from nla_audit.padding import pad_batch
+
+    return pad_batch(rows, pad_id, side="left")
 
 
 def strip_after_eos(row: list[int], eos_id: int, pad_id: int) -> list[int]:

@@ -15,6 +15,7 @@ import torch
 
 from nla_audit.corpus import check_messages
 from nla_audit.errors import InputError
+from nla_audit.padding import pad_batch
 
 ROLES = ("system", "user", "assistant")
 
@@ -105,11 +106,8 @@ def replies(target: Any, chats: Sequence[Sequence[dict]], max_new_tokens: int = 
     for start in range(0, len(chats), batch_size):
         rows = [tok(render_chat(tok, list(check_chat(c))), add_special_tokens=False)["input_ids"]
                 for c in chats[start:start + batch_size]]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, r in enumerate(rows):
-            ids[i, width - len(r):], mask[i, width - len(r):] = torch.tensor(r), 1
+        ids, mask = pad_batch(rows, pad, side="left")
+        width = ids.shape[1]
         kw: dict[str, Any] = {"do_sample": temperature > 0, "max_new_tokens": max_new_tokens, "pad_token_id": pad}
         if temperature > 0:
             kw.update(temperature=temperature, top_k=0, top_p=1.0)

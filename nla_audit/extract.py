@@ -145,13 +145,10 @@ def block_outputs(model: Any, layer: int, batch_ids: list[list[int]], pad_id: in
     """Right-padded batched forward up to block ``layer``; returns float32 [B, T, d] on the CPU."""
     import torch
 
+    from nla_audit.padding import pad_batch
+
     device = next(model.parameters()).device
-    width = max(len(x) for x in batch_ids)
-    ids = torch.full((len(batch_ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
-    for i, row in enumerate(batch_ids):
-        ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = 1
+    ids, mask = pad_batch(batch_ids, pad_id)
     with torch.inference_mode(), capture_block_output(model, layer) as box:
         try:
             model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)

@@ -205,13 +205,12 @@ def policy_update(lm: Any, tokens: Any, v: torch.Tensor, scale: float, ids: torc
 
 
 def _sequences(tok: Any, prompt: list[int], responses: list[list[int]], pad: int):
+    from nla_audit.padding import pad as pad_rows
+    from nla_audit.padding import pad_batch
+
     rows = [prompt + r for r in responses]
-    width = -(-max(len(r) for r in rows) // 16) * 16
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    attn, lab = torch.zeros_like(ids), torch.zeros_like(ids)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)], attn[i, : len(r)] = torch.tensor(r), 1
-        lab[i, len(prompt): len(r)] = 1
+    ids, attn = pad_batch(rows, pad, multiple=16)
+    lab = pad_rows([[0] * len(prompt) + [1] * len(r) for r in responses], 0, width=ids.shape[1])
     return ids, attn, lab
 
 

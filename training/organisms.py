@@ -92,18 +92,16 @@ def train_lm(model: Any, examples: list[tuple[list[int], list[int]]], steps: int
              pad: int, log: Any) -> list[float]:
     """AdamW on the LoRA parameters, cross-entropy on labelled tokens, batches drawn with a seeded RNG."""
     from nla_audit.lora import lora_parameters
+    from nla_audit.padding import pad as pad_rows
+    from nla_audit.padding import pad_batch
 
     opt = torch.optim.AdamW(lora_parameters(model), lr=cfg.lr)
     rng, losses, device = random.Random(f"{cfg.seed}-{stage}"), [], next(model.parameters()).device
     model.train()
     for step in range(steps):
         batch = rng.sample(examples, min(cfg.batch_size, len(examples)))
-        width = max(len(i) for i, _ in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        labels = torch.full_like(ids, -100)
-        mask = torch.zeros_like(ids)
-        for r, (i, lab) in enumerate(batch):
-            ids[r, :len(i)], labels[r, :len(lab)], mask[r, :len(i)] = torch.tensor(i), torch.tensor(lab), 1
+        ids, mask = pad_batch([i for i, _ in batch], pad)
+        labels = pad_rows([lab for _, lab in batch], -100, width=ids.shape[1])
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten().to(device))
         opt.zero_grad()

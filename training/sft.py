@@ -213,13 +213,10 @@ def av_batch(tok: Any, prompt: list[int], responses: list[str], max_length: int,
         ids = (prompt + resp)[:max_length]
         rows.append(ids)
         masks.append([0] * len(prompt) + [1] * (len(ids) - len(prompt)))
-    width = -(-max(len(r) for r in rows) // 16) * 16  # multiple of 16: fewer shapes to compile kernels for
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attn = torch.zeros_like(ids)
-    lab = torch.zeros_like(ids)
-    for i, (r, m) in enumerate(zip(rows, masks)):
-        ids[i, : len(r)], attn[i, : len(r)], lab[i, : len(m)] = torch.tensor(r), 1, torch.tensor(m)
-    return ids, attn, lab
+    from nla_audit.padding import pad, pad_batch
+
+    ids, attn = pad_batch(rows, pad_id, multiple=16)  # multiple of 16: fewer shapes to compile kernels for
+    return ids, attn, pad(masks, 0, width=ids.shape[1])
 
 
 def response_nll(lm: Any, ids: torch.Tensor, attn: torch.Tensor, lab: torch.Tensor, per_sample: bool = False):

@@ -51,12 +51,9 @@ def _batch(tok: Any, examples: list[dict], letters: dict[str, int], device: Any)
     """Right-padded prompts ending in ``The answer is (`` and the id of the letter to predict next."""
     rows = [_prompt_ids(tok, ex["messages"][:-1]) for ex in examples]
     want = [letters[ex["messages"][-1]["content"][len(ANSWER_PREFIX)]] for ex in examples]
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
+    from nla_audit.padding import pad_batch
+
+    ids, mask = pad_batch(rows, tok.pad_token_id if tok.pad_token_id is not None else 0)
     last = torch.tensor([len(r) - 1 for r in rows])
     return ids.to(device), mask.to(device), last.to(device), torch.tensor(want, device=device)
 
