@@ -259,7 +259,7 @@ def test_claude_auditor_and_grader_run_against_a_loopback_api_and_the_key_never_
     monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
     try:
         log = inspect_eval(root_cause, task_args=dict(
-            cards=tiny_world["org"], organisms="", conditions="chat+nla", data="full", seeds=1,
+            cards=tiny_world["org"], organisms="base", conditions="chat+nla", data="full", seeds=1,
             av=tiny_world["av"], ar=tiny_world["ar"], auditor="claude-sonnet-4-5", grader="both",
             grader_model="anthropic/claude-haiku-4-5", background=tiny_world["bg"]),
             display="none", log_dir=str(tmp_path / "logs"), model="mockllm/model")[0]
