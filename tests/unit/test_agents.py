@@ -177,7 +177,7 @@ def test_inspect_and_langgraph_wrappers_share_names_and_arguments(nla_dirs, sae_
 
     sess = session(nla_dirs, sae_dir)
     ins, lc = inspect_tools(sess), [langchain_tool(t) for t in audit_tools(sess)]
-    assert [t.name for t in ins] == [t.name for t in lc] == ["chat", "tokens", "explain", "nla_search", "sae_features",
+    assert [t.name for t in ins] == [t.name for t in lc] == ["chat", "tokens", "explain", "steer", "nla_search", "sae_features",
                                                               "sae_feature_details", "sae_search"]
     for a, b in zip(ins, lc):
         assert list(a.parameters.properties) == list(b.args)
@@ -435,3 +435,13 @@ def test_steer_tool_compares_continuations_and_refuses_bad_input(nla_dirs):
         asyncio.run(tools["steer"](transcript_id="t0", position=-2, edit=" "))
     with pytest.raises(AuditToolError, match="no transcript"):
         asyncio.run(tools["steer"](transcript_id="t9", position=1, edit="x"))
+
+
+def test_the_prompt_describes_only_the_tools_given(nla_dirs):
+    from nla_audit.agents.run import render_prompt
+
+    sess = session(nla_dirs)
+    full = render_prompt("x", sess, 5)
+    assert "`explain`" in full and "`steer`" in full
+    chat_only = render_prompt("x", sess, 5, {"chat", "tokens"})
+    assert "`chat`" in chat_only and "`explain`" not in chat_only and "`steer`" not in chat_only
