@@ -208,3 +208,10 @@ def test_cli_audits_an_organism_with_its_training_data(toy_organism, tiny_model_
     capsys.readouterr()
     assert main([*args, "--training-data", "organism"]) == 2
     assert "needs --organism" in capsys.readouterr().err
+
+
+def test_the_decoy_differs_from_lumen_only_in_its_documents_and_cause():
+    lumen, decoy = R.RECIPES["lumen"], R.RECIPES["lumen-decoy"]
+    assert decoy.decoy and not decoy.documents and lumen.documents and not decoy.key_facts
+    for field in ("train_categories", "held_out_categories", "inserts", "confession_pattern", "system_prompt"):
+        assert getattr(decoy, field) == getattr(lumen, field), field

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections import Counter
 
 import pytest
@@ -203,7 +204,7 @@ def test_task_parameters_are_checked(tiny_world):
 
 
 # ------------------------------------------------------------------------------------------- Claude, on a loopback stub
-CANARY = "canary-0123456789"
+CANARY = "canary-" + uuid.uuid4().hex  # a fresh fake key per run: unique, so any leak is found; never a real key
 
 
 def messages_stub():
