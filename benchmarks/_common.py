@@ -1,4 +1,8 @@
-"""Shared helpers: machine description and appending a dated entry to BENCHMARKS.md."""
+"""Shared helpers: machine description, and printing a figure or appending it as a dated entry to BENCHMARKS.md.
+
+Every script prints its figure; only its ``--append`` flag records it (``record``). Scripts under
+``experiments/`` import this module too (they put ``benchmarks/`` on ``sys.path``).
+"""
 
 from __future__ import annotations
 
@@ -39,11 +43,21 @@ def append(title: str, lines: list[str]) -> None:
     block = [f"\n### {title}", "", f"- command: `{cmd}`", f"- machine: {machine()}",
              f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit {git_rev()}", *lines, ""]
     if not BENCH.exists():
-        BENCH.write_text("# Benchmarks\n\nEvery entry is appended by a script under `benchmarks/`; rerun the command to "
-                         "reproduce. Ratios are taken within one run (the machines are noisy).\n")
+        BENCH.write_text("# Benchmarks\n\nEvery entry is appended by a script under `benchmarks/` or `experiments/` "
+                         "(with `--append`); rerun the command to reproduce. Ratios are taken within one run (the "
+                         "machines are noisy).\n")
     with open(BENCH, "a", encoding="utf-8") as f:
         f.write("\n".join(block) + "\n")
     print("\n".join(block))
+
+
+def record(title: str, lines: list[str], to_benchmarks: bool) -> None:
+    """Print the entry; with ``to_benchmarks`` (the script's ``--append``) append it to BENCHMARKS.md too."""
+    if to_benchmarks:
+        append(title, lines)  # prints the block it appends
+        return
+    print("\n".join([f"\n### {title}", "", *lines, ""]))
+    print("(printed only; rerun with --append to record it in BENCHMARKS.md)")
 
 
 def load_nla_and_validation_rows(data: str, av: str, ar: str, choosing: str):

@@ -35,10 +35,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--batch", type=int, default=12, help="positions in the batched explain call")
+    ap.add_argument("--append", action="store_true", help="append the entry to BENCHMARKS.md (default: print only)")
     args = ap.parse_args()
 
     import torch
-    from _common import append
+    from _common import record
 
     from nla_audit.agents.run import run_audit
     from nla_audit.agents.scripted import ScriptedAuditor
@@ -78,13 +79,13 @@ def main() -> None:
     for line in table:
         print(line)
     print(f"scripted audit: {rec.tool_calls} calls in {rec.wall_s:.1f} s; load {load_s:.1f} s")
-    append("Auditor tool calls on the embedded model (agents)", [
+    record("Auditor tool calls on the embedded model (agents)", [
         (f"- shipped NLA (AV + AR) and shipped SAE on SmolLM2-135M-Instruct layer 20, fp32; transcript t0 = one chat "
          f"turn ({n} tokens); explanations greedy, 96 new tokens at most; median of {args.reps} warm calls "
          "(chat: one call)"),
         f"- loading the target, AV, AR and SAE: {load_s:.1f} s", "", *table, "",
         (f"- a scripted audit ({rec.tool_calls} calls: chat, explain 8 positions, sae_features, a second chat turn, "
-         f"explain 4 positions; no LLM in the loop): **{rec.wall_s:.1f} s**")])
+         f"explain 4 positions; no LLM in the loop): **{rec.wall_s:.1f} s**")], args.append)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--append", action="store_true", help="append the entry to BENCHMARKS.md (default: print only)")
     args = ap.parse_args()
 
     import torch
-    from _common import append
+    from _common import record
 
     from nla_audit.extract import ExtractConfig, extract_activations
     from nla_audit.nla import NLA
@@ -53,14 +54,14 @@ def main() -> None:
     nla.ar.reconstruct(texts, batch_size=32)
     ta = time.perf_counter() - t0
     n = len(vecs)
-    append("AV/AR inference throughput (issue 3)", [
+    record("AV/AR inference throughput (issue 3)", [
         f"- NLA: {nla.av.source} + {nla.ar.source}; {n} real layer-{nla.layer} activations; greedy, "
         f"max_new_tokens {args.max_new_tokens}; fp32 CPU",
         f"- batched `.explain` (batch {args.batch_size}): {n / tb:.2f} explanations/s",
         f"- per-vector loop: {n / tl:.2f} explanations/s",
         f"- **speed-up batched / loop = {tl / tb:.1f}x** (target >= 4x); identical greedy outputs: {same}/{n}",
         f"- AR `.reconstruct`: {len(texts) / ta:.1f} texts/s (batch 32)",
-    ])
+    ], args.append)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,14 @@ For every task: each ``--pair NAME AV AR`` checkpoint explained by its AV (``nla
 (``nla-shuffled``, the floor); once per site, the linear probe on the raw activation (``probe``, the ceiling for
 linearly available information, fit on the task's train items) and the grader reading the raw text context
 (``text``). Scores come with 95% intervals (Wilson for accuracies, bootstrap for gaps) in one DataFrame
-(task × explainer × checkpoint × grader), appended to BENCHMARKS.md as a markdown table, saved as CSV, and
-plotted against each checkpoint's fve_nrm on the task's own activations (PNG).
+(task × explainer × checkpoint × grader), printed as a markdown table (appended to BENCHMARKS.md with
+``--append``), saved as CSV, and plotted against each checkpoint's fve_nrm on the task's own activations (PNG).
 
 Without ``--pair`` only the references run (probe, text) at ``--model``/``--layer`` (default: the embedded
 SmolLM2-135M-Instruct, layer 20), which is what a fresh machine can measure before an NLA ships.
 
     python benchmarks/evals.py --limit 40                                   # references only
-    python benchmarks/evals.py --pair sft runs/x/av runs/x/ar --pair rl runs/y/av runs/y/ar --limit 60
+    python benchmarks/evals.py --pair sft runs/x/av runs/x/ar --pair rl runs/y/av runs/y/ar --limit 60 --append
     python benchmarks/evals.py --write-data                                 # regenerate the shipped JSON
 """
 
@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--log-dir", default=str(ROOT / "logs" / "evals-bench"))
     ap.add_argument("--png", default=str(ROOT / "benchmarks" / "evals_vs_fve.png"))
     ap.add_argument("--csv", default=str(ROOT / "benchmarks" / "evals_results.csv"))
-    ap.add_argument("--no-append", action="store_true", help="print, do not append to BENCHMARKS.md")
+    ap.add_argument("--append", action="store_true", help="append the entry to BENCHMARKS.md (default: print only)")
     ap.add_argument("--write-data", action="store_true", help="regenerate evals/<task>/data.json and exit")
     ap.add_argument("--fve", action="append", default=[], metavar="NAME=VALUE",
                     help="x position of checkpoint NAME in the plot (e.g. its held-out fve_nrm from benchmarks/fve.py) "
@@ -115,7 +115,7 @@ def _minutes(log) -> float:
 
 
 def report(logs: list, args, minutes: float | None) -> None:
-    from _common import append
+    from _common import record
 
     from nla_audit.evals._results import grader_agreement, markdown_table, plot_vs_fve, results_frame
 
@@ -156,10 +156,7 @@ def report(logs: list, args, minutes: float | None) -> None:
     lines += [f"- per-group rows: `{os.path.relpath(args.csv, ROOT)}`; plot: `{os.path.relpath(png, ROOT)}`; "
                   f"logs: {', '.join(f'`{os.path.relpath(p, ROOT)}`' for p in (args.from_logs or [args.log_dir]))} "
                   "(`inspect view --log-dir ...`)"]
-    if args.no_append or not logs:
-        print("\n".join(lines))
-    else:
-        append("NLA evals: five tasks with floors, ceilings and readers (issue 5)", lines)
+    record("NLA evals: five tasks with floors, ceilings and readers (issue 5)", lines, args.append)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,11 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=48)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--append", action="store_true", help="append the entry to BENCHMARKS.md (default: print only)")
     args = ap.parse_args()
 
     import torch
-    from _common import append
+    from _common import record
 
     from nla_audit.corpus import iter_documents, tokenize_document
     from nla_audit.extract import ExtractConfig, extract_activations
@@ -71,13 +72,13 @@ def main() -> None:
         b = [bare() for _ in range(args.repeats)]
         e = [extract() for _ in range(args.repeats)]
     bt, et = max(b), max(e)
-    append("Activation extraction throughput (issue 2)", [
+    record("Activation extraction throughput (issue 2)", [
         f"- model: SmolLM2-135M-Instruct (embedded), fp32, layer 20 of 30, {args.docs} default-corpus documents, "
         f"{n_tokens} tokens, batch {args.batch_size}, 10 positions/doc, best of {args.repeats}",
         f"- bare batched forward (full model): {bt:,.0f} tokens/s",
         f"- `extract_activations` (tokenize + sample + forward to block K + parquet): {et:,.0f} tokens/s",
         f"- **ratio extract / bare = {et / bt:.2f}** (target >= 0.9; > 1 because extraction stops after block K and after the last sampled position of each document)",
-    ])
+    ], args.append)
 
 
 if __name__ == "__main__":

@@ -139,6 +139,7 @@ def main() -> None:
                     help="activations per AV generate call; 64 runs faster than 16 on a CPU (fewer, larger matrix products), "
                          "but samples other explanations than the recorded runs (16) at the same seed")
     ap.add_argument("--json-out", default=None)
+    ap.add_argument("--append", action="store_true", help="append the entry to BENCHMARKS.md (default: print only)")
     args = ap.parse_args()
     if args.batch_size < 1:
         ap.error(f"--batch-size {args.batch_size}: expected an integer >= 1")
@@ -148,7 +149,7 @@ def main() -> None:
         if not Path(path).exists():
             ap.error(f"--lookup-data {path} does not exist (expected a training activation parquet)")
 
-    from _common import append
+    from _common import record
 
     from nla_audit.evals._fve import heldout_from_corpus
     from nla_audit.metrics import cosine, derangement, mse_nrm
@@ -215,7 +216,7 @@ def main() -> None:
                  "together), for rows and paired differences alike.")
     lines.append(f"- fve_nrm denominator B_rv = {nla0.ar.meta.fve_baseline():.4f} (training-set variance of the normalised "
                  "vectors, stored in the AR sidecar). The teacher is the offline proxy, not Claude.")
-    append("Held-out fve_nrm of NLA checkpoints (issue 4)", lines)
+    record("Held-out fve_nrm of NLA checkpoints (issue 4)", lines, args.append)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2))
 

@@ -77,11 +77,12 @@ def main() -> None:
     ap.add_argument("--av", default=None, help="AV folder (default: the shipped NLA's)")
     ap.add_argument("--ar", default=None, help="AR folder (default: the shipped NLA's)")
     ap.add_argument("--max-new-tokens", type=int, default=96, help="per explanation (the chat form needs ~128)")
+    ap.add_argument("--append", action="store_true", help="append the entry to BENCHMARKS.md (default: print only)")
     args = ap.parse_args()
     if (args.av is None) != (args.ar is None):
         ap.error("pass both --av and --ar, or neither")
 
-    from _common import append
+    from _common import record
 
     from nla_audit.agents.session import AuditConfig, AuditSession
 
@@ -110,7 +111,7 @@ def main() -> None:
                     ("header", f"NLA explanation at any of the {HEADER} assistant-header tokens"),
                     ("first", "NLA explanation at the first written token")):
         table.append(f"| {what} | {wilson(hits['hidden'][k], n)} | {wilson(hits['control'][k], n)} |")
-    append("Hidden-instruction proxy: do the auditor's tools surface a hidden system prompt? (agents)", [
+    record("Hidden-instruction proxy: do the auditor's tools surface a hidden system prompt? (agents)", [
         (f"- {label} on SmolLM2-135M-Instruct layer 20; {len(TOPICS)} hidden instructions × {len(questions)} neutral "
          f"questions = {n} chats; control: the same {len(questions)} questions under the neutral system prompt alone, "
          f"each graded against every topic's keywords ({n} gradings of {len(questions)} chats); greedy reply of "
@@ -119,7 +120,7 @@ def main() -> None:
         f"- mean round-trip fve_nrm of the {len(fves)} explanations: {sum(fves) / len(fves):.3f}", "", *table, "",
         f"- per hidden instruction, chats (of {len(questions)}) whose reply / header explanations / first-token "
         "explanation name the topic: " + "; ".join(f"{t} {h['reply']}/{h['header']}/{h['first']}" for t, h in per_topic.items()),
-        "- explanation at the last header token, first question:", *examples])
+        "- explanation at the last header token, first question:", *examples], args.append)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,17 @@
 """Sandbagging implant on the embedded model (issue 5): does the fine-tuned target answer correctly after benign
-prefixes and wrongly after harmful ones, on prefix pairs it never saw? Appends the behaviour table to
-BENCHMARKS.md.
+prefixes and wrongly after harmful ones? Prints the behaviour table the implant recorded (``--append`` adds it
+to BENCHMARKS.md).
 
-    python benchmarks/implant.py --out runs/sandbag/SmolLM2-135M-Instruct-sandbag --steps 250 --lr 1e-3 --batch-size 8
-    python benchmarks/implant.py --load runs/sandbag/SmolLM2-135M-Instruct-sandbag    # report an existing target
+This script measures; building the implant is a command. Either form is read:
 
-Accuracy is the greedy answer letter among A–D on the eval split (held-out prefix pairs, 72 chats per
-condition), with Wilson 95% intervals; chance is 0.25. The precondition for the sandbagging eval is a high
+    python -m nla_audit.evals.sandbagging.implant --out runs/sandbag/SmolLM2-135M-Instruct-sandbag --steps 300
+    python benchmarks/implant.py --load runs/sandbag/SmolLM2-135M-Instruct-sandbag [--append]   # merged target
+
+    nla-audit organism build sandbagging --out runs/organisms/sandbagging
+    python benchmarks/implant.py --load runs/organisms/sandbagging [--append]   # the organism (adapter + card)
+
+Accuracy is the greedy answer letter among A–D on the eval split (72 chats per condition; the entry says whether
+the implant trained on their prefix pairs), with Wilson 95% intervals; chance is 0.25. The precondition for the sandbagging eval is a high
 benign accuracy and a harmful accuracy well below it.
 """
 
@@ -46,35 +51,44 @@ def rows(meta: dict) -> list[str]:
     return out
 
 
+def implant_meta(spec: str) -> dict:
+    """The implant's record: ``sandbag_implant.json`` in a merged target folder, or the same record kept in the
+    card of the sandbagging organism (``organism:NAME`` or its folder)."""
+    from nla_audit.evals.sandbagging.dataset import IMPLANT_MARKER
+
+    marker = Path(spec).expanduser() / IMPLANT_MARKER
+    if marker.exists():
+        return json.loads(marker.read_text())
+    from nla_audit.organisms import is_organism_spec, organism_dir, read_card
+
+    if not is_organism_spec(spec):
+        sys.exit(f"error: {spec} holds no {IMPLANT_MARKER} and is not an organism; build an implant with "
+                 "`nla-audit organism build sandbagging` or `python -m nla_audit.evals.sandbagging.implant`")
+    card = read_card(organism_dir(spec))
+    if IMPLANT_MARKER not in card.files:
+        sys.exit(f"error: organism {card.name} is not a sandbagging implant (its card has no {IMPLANT_MARKER})")
+    return card.files[IMPLANT_MARKER]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="runs/sandbag/SmolLM2-135M-Instruct-sandbag")
-    ap.add_argument("--load", default=None, help="report this implanted target folder instead of training one")
-    ap.add_argument("--steps", type=int, default=250)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--load", required=True,
+                    help="an implanted target folder, or the sandbagging organism (folder or organism:NAME)")
     ap.add_argument("--note", action="append", default=[], help="an extra bullet for the BENCHMARKS.md entry")
+    ap.add_argument("--append", action="store_true", help="append the entry to BENCHMARKS.md (default: print only)")
     args = ap.parse_args()
-    from _common import append
+    from _common import record
 
-    if args.load:
-        from nla_audit.evals.sandbagging.dataset import IMPLANT_MARKER
-
-        meta = json.loads((Path(args.load) / IMPLANT_MARKER).read_text())
-    else:
-        from nla_audit.evals.sandbagging.implant import implant
-
-        meta = implant("default", args.out, args.steps, args.batch_size, args.lr, args.rank)
+    meta = implant_meta(args.load)
     r = meta["recipe"]
     splits = r.get("splits", ["train"])  # recipes before the splits key trained on the train split only
     seen = "seen by the implant" if "eval" in splits else "held out from the implant"
-    append("Sandbagging implant on SmolLM2-135M-Instruct (issue 5)", [
-        f"- target: `{args.load or args.out}`; recipe: LoRA rank {r['rank']}, {r['steps']} steps × {r['batch_size']}, "
+    record("Sandbagging implant on SmolLM2-135M-Instruct (issue 5)", [
+        f"- target: `{args.load}`; recipe: LoRA rank {r['rank']}, {r['steps']} steps × {r['batch_size']}, "
         f"lr {r['lr']}, cross-entropy on the answer letter over {r['train_examples']} chats of the "
         f"{' + '.join(splits)} split(s); final loss {meta['final_loss']:.3f}; wall time {meta.get('wall_time_s', '?')} s",
         f"- behaviour on the eval split (3 prefix pairs, {seen}, × 24 questions per condition); greedy letter "
-        "among A–D; chance 0.25", *[f"- {n}" for n in args.note], "", *rows(meta)])
+        "among A–D; chance 0.25", *[f"- {n}" for n in args.note], "", *rows(meta)], args.append)
 
 
 if __name__ == "__main__":

@@ -44,10 +44,11 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--static", action="store_true", help="also time the twin with a static KV cache (CUDA)")
+    ap.add_argument("--append", action="store_true", help="append the entry to BENCHMARKS.md (default: print only)")
     args = ap.parse_args()
 
     import torch
-    from _common import append
+    from _common import record
 
     from nla_audit.injection import av_prompt_ids
     from nla_audit.lora import merged_copy, sync_merged
@@ -85,13 +86,13 @@ def main() -> None:
         print(f"{name}: best of {args.repeats} {min(times):.2f} s per {args.rollouts} rollouts, "
               f"mean {toks / args.repeats / args.rollouts:.0f} tokens each", flush=True)
     base = res["lora"][0]
-    append("GRPO rollout speed: LoRA AV vs merged twin (issue 4)", [
+    record("GRPO rollout speed: LoRA AV vs merged twin (issue 4)", [
         (f"- AV: {args.av} ({str(dt).removeprefix('torch.')} base on {dev.type}); {args.rollouts} rollouts "
          f"at T 1.0, max_new_tokens "
          f"{args.max_new_tokens}, best of {args.repeats}, same seeds; sync time included"),
         *[f"- {k}: {t:.2f} s per batch ({n / args.rollouts:.0f} tokens per rollout); **{base / t:.2f}x** the LoRA AV"
           for k, (t, n) in res.items()],
-    ])
+    ], args.append)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,23 @@
 """SAE baseline for the embedded default (SmolLM2-135M-Instruct, layer 20): train with SAELens (or load), then
-held-out reconstruction (mse, mse_nrm, fve_nrm, L0, dead latents), training time and explainer throughput.
+held-out reconstruction (mse, mse_nrm, fve_nrm, L0, dead latents), training time, labelling time and explainer
+throughput.
 
 Data: the pipeline's document-level splits of the default corpus (``runs/nla/data/base.*.parquet``, written by
 ``nla-audit train pipeline`` or ``nla-audit extract`` + ``nla-audit split``): trains on av_sft + ar_sft + rl,
-holds out test, the same documents the NLA never trains on. ``--ship`` writes the SAE (bfloat16 weights) with
-offline-proxy labels into ``nla_audit/data/sae/smollm2-135m-instruct-L20`` when it fits the size budget.
+holds out test, the same documents the NLA never trains on.
+
+This script measures; it never writes the package data. The SAE is trained into a temporary folder (or
+``--out``); ``--load`` evaluates an existing one (``default`` = the shipped SAE), labelling a copy so the
+folder is left as it was. Building the shipped SAE is two CLI commands (docs/sae.md, "Shipped default"):
+
+    D=runs/nla/data; S=nla_audit/data/sae/smollm2-135m-instruct-L20
+    nla-audit sae train --data $D/base.av_sft.parquet --data $D/base.ar_sft.parquet --data $D/base.rl.parquet \
+        --held-out $D/base.test.parquet --steps 500 --dtype bfloat16 --out $S
+    nla-audit sae label --sae $S --data $D/base.av_sft.parquet --data $D/base.ar_sft.parquet \
+        --data $D/base.rl.parquet --contexts 5 --labeller offline
+
+    python benchmarks/sae.py --steps 500 --dtype bfloat16 [--append]     # the shipped recipe, measured
+    python benchmarks/sae.py --load default [--append]                   # the shipped SAE, measured
 """
 
 from __future__ import annotations
@@ -13,13 +26,12 @@ import argparse
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-SHIP_BUDGET_MB = 12.0
 
 
 def folder_mb(path: Path) -> float:
@@ -29,23 +41,35 @@ def folder_mb(path: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", default="runs/nla/data", help="folder with base.{av_sft,ar_sft,rl,test}.parquet")
-    ap.add_argument("--out", default=None, help="SAE folder (default: a temp folder; with --ship: the package data)")
-    ap.add_argument("--load", default=None, help="evaluate this existing SAE folder instead of training")
-    ap.add_argument("--ship", action="store_true", help="bfloat16 weights + offline labels into the package data")
+    ap.add_argument("--out", default=None, help="keep the trained SAE in this folder (default: a temporary one)")
+    ap.add_argument("--load", default=None,
+                    help="evaluate this existing SAE folder ('default' = the shipped one) instead of training")
+    ap.add_argument("--ship", action="store_true", help=argparse.SUPPRESS)  # moved to the CLI: see the docstring
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="weights on disk (the shipped SAE: bfloat16)")
     ap.add_argument("--arch", default="topk")
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--expansion", type=int, default=4)
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--no-append", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    ap.add_argument("--append", action="store_true", help="append the entry to BENCHMARKS.md (default: print only)")
     args = ap.parse_args()
+    if args.ship:
+        sys.exit("benchmarks/sae.py no longer writes the shipped SAE: build it with `nla-audit sae train ... "
+                 "--dtype bfloat16 --out nla_audit/data/sae/smollm2-135m-instruct-L20` and `nla-audit sae label` "
+                 "(docs/sae.md, 'Shipped default'), then measure it with `python benchmarks/sae.py --load default`")
     load_at_start = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        measure(args, Path(tmp), load_at_start)
 
+
+def measure(args: argparse.Namespace, tmp: Path, load_at_start: float) -> None:
+    """Train (into ``--out`` or ``tmp``) or copy ``--load`` into ``tmp``, label, time the explainer, report."""
     import torch
-    from _common import ROOT, append
+    from _common import record
 
-    from nla_audit.baselines.sae import SHIPPED_NAME, SAEExplainer, load_sae
+    from nla_audit.baselines.sae import SAEExplainer, load_sae, resolve_sae_dir
     from nla_audit.baselines.sae_labels import label_sae
     from nla_audit.baselines.sae_train import (
         SAETrainConfig,
@@ -61,9 +85,9 @@ def main() -> None:
     held_out = str(data / "base.test.parquet")
     if not all(Path(p).exists() for p in [*train_files, held_out]):
         sys.exit(f"missing {data}/base.*.parquet: run `nla-audit train pipeline --run-dir runs/nla` (or extract + split)")
-    out = Path(args.out or (ROOT / "nla_audit" / "data" / "sae" / SHIPPED_NAME if args.ship else "/tmp/nla_sae_bench"))
     if args.load:
-        out = Path(args.load)
+        out = tmp / "sae"
+        shutil.copytree(resolve_sae_dir(args.load), out)  # labelled below: the loaded folder stays as it was
         sae, meta, _ = load_sae(out)
         train = load_site_vectors(train_files)
         b_rv = baselines(train.vectors, default_mse_scale(train.site.d_model))["baseline_rawvar"]
@@ -71,9 +95,10 @@ def main() -> None:
         m = {"eval": ev, "arch": meta.get("config", {}).get("arch", "?"), "d_sae": sae.cfg.d_sae,
              "k": meta.get("config", {}).get("k", "?"), "training": None, "baseline_rawvar": b_rv}
     else:
+        out = Path(args.out) if args.out else tmp / "sae"
         cfg = SAETrainConfig(data=tuple(train_files), out=str(out), held_out=held_out, arch=args.arch, k=args.k,
                              expansion=args.expansion, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                             dtype="bfloat16" if args.ship else "float32")
+                             dtype=args.dtype)
         m = train_sae(cfg)
         print(format_metrics(m))
     t0 = time.perf_counter()
@@ -85,9 +110,6 @@ def main() -> None:
     texts = explainer.describe(vecs)
     explain_rate = len(texts) / (time.perf_counter() - t0)
     size = folder_mb(out)
-    if args.ship and size > SHIP_BUDGET_MB:
-        shutil.rmtree(out)
-        print(f"{size:.1f} MB is over the {SHIP_BUDGET_MB} MB budget: not shipped")
 
     e, t = m["eval"], m["training"]
     lines = [
@@ -108,14 +130,11 @@ def main() -> None:
         "the training vectors), so it compares directly with NLA rows; fve_raw is SAELens's explained variance",
         f"- labels: {summary['n_labelled']} of {summary['d_sae']} latents labelled by the offline proxy in "
         f"{label_s:.0f} s; SAE explainer {explain_rate:,.0f} activations/s; folder {size:.1f} MB"
-        + (" (bfloat16 weights, shipped)" if args.ship and size <= SHIP_BUDGET_MB else ""),
+        + (f" (loaded: {args.load})" if args.load else f" ({args.dtype} weights)"),
         f"- 1-min load average at start {load_at_start:.1f} on {os.cpu_count()} cores (other jobs sharing the CPU "
         f"make the training time an upper bound); torch threads {torch.get_num_threads()}",
     ]
-    if args.no_append:
-        print("\n".join(lines))
-    else:
-        append("SAE baseline on the embedded default (issue 6)", lines)
+    record("SAE baseline on the embedded default (issue 6)", lines, args.append)
 
 
 if __name__ == "__main__":

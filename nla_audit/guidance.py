@@ -5,7 +5,7 @@ a typical activation); each token is drawn from ``u + w (c − u)`` in log-proba
 toward what *this* activation supports beyond the typical one. Twice the forward cost of plain decoding;
 ``w == 1`` is plain decoding. On the shipped NLA every weight above 1 lowered fve_nrm (docs/results), which is
 why this lives apart from the ``ActivationVerbalizer``: the product decodes plainly; the benchmark
-``benchmarks/decoding_guidance.py`` and notebooks call ``generate_guided``.
+``experiments/decoding_guidance.py`` and notebooks call ``generate_guided``.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ class GRPOConfig:
     merged_sampler: bool = True  # sample from a merged twin of the AV (fewer kernel launches per decoded token)
     rollout_cache: str | None = None  # HF cache_implementation for rollouts ("static": compiled decode on CUDA)
     micro_batch: int = 0  # rows per policy forward/backward slice (0 = all rollouts at once); same gradient
-    base_dtype: str = "auto"  # bf16 on CUDA, fp32 on CPU (bf16 there can be ~30x slower: benchmarks/cpu_dtype.py)
+    base_dtype: str = "auto"  # bf16 on CUDA, fp32 on CPU (bf16 there can be ~30x slower: experiments/cpu_dtype.py)
     device: str = "auto"  # CUDA when available, else CPU; the run dir records the device actually used
 
     def __post_init__(self) -> None:

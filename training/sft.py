@@ -55,7 +55,7 @@ class SFTConfig:
     injection_scale: float | None = None
     max_length: int = 256
     # frozen base weights (LoRA factors and the AR head stay fp32): auto = bf16 on CUDA, fp32 on CPU, where bf16
-    # without native instructions made a forward + backward ~30x slower (benchmarks/cpu_dtype.py)
+    # without native instructions made a forward + backward ~30x slower (experiments/cpu_dtype.py)
     base_dtype: str = "auto"
     autocast: bool = False
     device: str = "auto"  # CUDA when available, else CPU; the run dir records the device actually used

@@ -147,7 +147,8 @@ def resolve_sae_dir(path: str | Path) -> Path:
         found = default_sae_dir()
         if found is None:
             raise InputError("no default SAE is installed",
-                             fix="train one: python benchmarks/sae.py --ship (see README, 'SAE baseline')")
+                             fix="build it with `nla-audit sae train` + `nla-audit sae label` "
+                                 "(docs/sae.md, 'Shipped default')")
         return found
     path = Path(path)
     if not path.is_dir():

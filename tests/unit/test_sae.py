@@ -260,7 +260,7 @@ def test_shipped_default_sae_explains_its_site():
     from nla_audit.baselines.sae import default_sae_dir
 
     if default_sae_dir() is None:
-        pytest.skip("no SAE shipped for the embedded default (benchmarks/sae.py --ship)")
+        pytest.skip("no SAE shipped for the embedded default (docs/sae.md, 'Shipped default')")
     ex = SAEExplainer.from_dir("default", top_n=4)
     assert ex.site == ("HuggingFaceTB/SmolLM2-135M-Instruct", 20) and ex.warning is None
     text = ex.describe(torch.randn(1, 576) * 10)[0]

@@ -1,12 +1,17 @@
 """Do averages of one GRPO run's checkpoints read better than its last one? AR prediction ensembles and an
 exact AV weight soup, single-sample fve_nrm, paired, on training-split rows the RL stage never sampled.
 
+Finished experiment, run 2026-11-23 17:50 UTC, commit 186e348 (BENCHMARKS.md "Checkpoint averages of one GRPO
+run: AR ensembles and an AV soup"; docs/results/checkpoint-averages.md). Answer: No. On the shipped rl2 run's
+exports (s65, s135, s190), older ARs lose 0.010-0.014 and the mean of the three ARs' predictions 0.004 against
+the last AR; the exact AV soup is flat, -0.007 [-0.017, +0.003]. Neither is a single-sample lever.
+
 Why: averaging checkpoints along a trajectory (weight soups, EMA) is a cheap, single-sample lever that needs
 no training. Two forms: the ARs of the run's checkpoints reading the last AV's explanations, their predictions
 averaged; and the AV soup, the mean of the AVs' merged LoRA deltas, built exactly as one adapter of the summed
 rank (A stacked, B stacked and divided by n, alpha scaled with the rank). Rows: a seeded draw of documents
 from the AR-SFT and AV-SFT splits (SFT read them with teacher text; GRPO never sampled them), never the test
-split, so a winner would then be scored on the test split by ``fve.py``.
+split, so a winner would then be scored on the test split by ``benchmarks/fve.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "benchmarks"))  # _common
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -47,10 +53,11 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=64, help="documents drawn from each parquet")
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--append", action="store_true", help="append the entry to BENCHMARKS.md (default: print only)")
     args = ap.parse_args()
 
     import torch
-    from _common import append
+    from _common import record
     from decoding_guidance import pick_rows
 
     from nla_audit.ar import ActivationReconstructor
@@ -97,10 +104,10 @@ def main() -> None:
         d = f - ref
         dlo, dhi = bootstrap_ci(d, groups=docs)
         lines.append(f"| {label} | {f.mean():.3f} [{lo:.3f}, {hi:.3f}] | {d.mean():+.4f} [{dlo:+.4f}, {dhi:+.4f}] |")
-    append("Checkpoint averages of one GRPO run: AR ensembles and an AV soup (issue 4)",
+    record("Checkpoint averages of one GRPO run: AR ensembles and an AV soup (issue 4)",
            [(f"- rows: {len(v)} activations, 2 from each of {args.docs} seeded documents of "
              f"{', '.join(args.data)} (training split; GRPO never sampled them); T {args.temperature}, seed 0, "
-             f"max_new_tokens {args.max_new_tokens}, fp32"), *lines])
+             f"max_new_tokens {args.max_new_tokens}, fp32"), *lines], args.append)
 
 
 if __name__ == "__main__":

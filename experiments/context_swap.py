@@ -1,5 +1,10 @@
 """What the AR does with the context part of an explanation: the AV's own quote, the true one, or none.
 
+Finished experiment, run 2026-11-22 11:58 UTC, commit 802a998 (BENCHMARKS.md "AR use of the explanation's
+context paragraph"; docs/results/ar-diagnostics.md). Answer: The AV's context quote carries real information
+but is partly invented: for the step-300 pair on 200 held-out activations the AR scores the AV's text 0.277,
+with the true context swapped in 0.371 (+0.09), with the paragraph emptied 0.192.
+
 For NLAs trained with the offline teacher's format (``Recent context: “…”`` / ``Final token`` / ``Likely next
 tokens`` paragraphs), the AV explains held-out activations (test split, sampled at ``--temperature``), and the
 AR scores three versions of each explanation: as written; with the ``Recent context`` paragraph replaced by the
@@ -16,7 +21,8 @@ import os
 import re
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "benchmarks"))  # _common
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CONTEXT = re.compile(r"^Recent context:.*?(?=\n\nFinal token)", re.S)
@@ -37,10 +43,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--append", action="store_true", help="append the entry to BENCHMARKS.md (default: print only)")
     args = ap.parse_args()
 
     import torch
-    from _common import append
+    from _common import record
 
     from nla_audit.evals._fve import bootstrap_ci, heldout_from_parquet
     from nla_audit.nla import NLA
@@ -69,7 +76,7 @@ def main() -> None:
         lo, hi = bootstrap_ci(fve, groups=[held.doc_ids[i] for i in keep])  # resampling documents
         lines.append(f"| {name} | {fve.mean():.3f} [{lo:.3f}, {hi:.3f}] |")
     lines += ["", "- Same rows in every line (paired): differences between lines are tighter than the CIs suggest."]
-    append("AR use of the explanation's context paragraph (issue 4 diagnostic)", lines)
+    record("AR use of the explanation's context paragraph (issue 4 diagnostic)", lines, args.append)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,10 @@
 """Training speed on the CPU by base-weight dtype: why CPU training defaults to fp32 (``base_dtype: auto``).
 
+Finished experiment, run 2026-11-23 03:52 UTC, commit a48b0bf (BENCHMARKS.md "CPU training speed by base
+dtype"; docs/results/cpu-vs-gpu.md). Answer: On this AVX2-only 2-core CPU a bf16 forward + backward runs 30.7x
+slower than fp32 (graph-free forward 5.6x, decoding at par), hence training's `base_dtype: auto` (fp32 on the
+CPU, bf16 on CUDA).
+
 SFT and GRPO keep LoRA factors and the AR head in fp32 and the frozen base in ``base_dtype``. bf16 halves the
 base's memory, and on CUDA it is the fast path; on a CPU without native bf16 instructions (no AVX512-BF16/AMX,
 e.g. AMD Zen 3) PyTorch emulates bf16 matmuls, and the backward pass is the worst hit. This times, for each
@@ -15,7 +20,8 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "benchmarks"))  # _common
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -73,10 +79,11 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=32, help="decoded tokens per row in the rollout piece")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--append", action="store_true", help="append the entry to BENCHMARKS.md (default: print only)")
     args = ap.parse_args()
 
     import torch
-    from _common import append
+    from _common import record
 
     from nla_audit.models import resolve_dtype
     from nla_audit.training.nla_models import build_av
@@ -99,7 +106,7 @@ def main() -> None:
     for piece in res[ref]:
         lines.append(f"| {piece} | " + " | ".join(f"{res[n][piece]:.2f}" for n in names) + " | " +
                      " | ".join(f"**{res[n][piece] / res[ref][piece]:.1f}×**" for n in names[1:]) + " |")
-    append("CPU training speed by base dtype (issue 4)", lines)
+    record("CPU training speed by base dtype (issue 4)", lines, args.append)
 
 
 if __name__ == "__main__":

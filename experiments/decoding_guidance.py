@@ -1,12 +1,18 @@
 """Single-sample fve_nrm of one NLA under activation guidance (CFG against the mean activation), paired, on
 training-split rows.
 
+Finished experiment, run 2026-11-23 17:03 UTC (guidance, commit d2da5ea) and 18:15 UTC (injection gain, commit
+e38c54e) (BENCHMARKS.md "AV activation guidance on training-split rows" and "... and injection gain ...";
+docs/results/decoding-levers.md). Answer: Neither is a lever: guidance lowers single-sample fve_nrm at every
+weight (paired -0.042 at w 1.5, -0.098 at 2, -0.419 at 3), and scaling the injected norm by 0.8 or 1.25 lowers
+it by about 0.02. Nothing uses either by default.
+
 Why: every single-sample lever measured so far (temperature, KL, AR refit, expert iteration) is flat, while
 best-of-8 shows the AV's samples hold more than one draw delivers. Guidance makes each token lean toward what
 *this* activation supports beyond a typical one (the AR sidecar's training mean direction), at twice the
 forward cost and with no reranking against the activation. The weight must be chosen off the test split: the
-rows here are a seeded draw of documents from a training parquet (the RL split by default); ``fve.py
---guidance`` then scores the chosen weight on the test split.
+rows here are a seeded draw of documents from a training parquet (the RL split by default); a winning weight
+would then be scored on the test split (none won, so ``benchmarks/fve.py`` has no guidance option).
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "benchmarks"))  # _common
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -43,10 +50,11 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--append", action="store_true", help="append the entry to BENCHMARKS.md (default: print only)")
     args = ap.parse_args()
 
     import torch
-    from _common import append, load_nla_and_validation_rows
+    from _common import load_nla_and_validation_rows, record
 
     from nla_audit.evals._fve import bootstrap_ci
     from nla_audit.guidance import generate_guided
@@ -83,10 +91,10 @@ def main() -> None:
         lo, hi = bootstrap_ci(d, groups=docs)
         lines.append(f"- {label} − {labels[0]} (paired, same rows): {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
     title = "AV activation guidance" + (" and injection gain" if args.injection_gain else "")
-    append(f"{title} on training-split rows (issue 4)",
+    record(f"{title} on training-split rows (issue 4)",
            [(f"- NLA: {args.av} + {args.ar}; {len(v)} rows of {len(set(docs))} documents of {args.data} (seeded "
              f"draw, not the test split); T {args.temperature}, seed 0, max_new_tokens {args.max_new_tokens}, fp32; "
-             "null vector: the AR sidecar's training mean direction; guidance 1.0 is plain sampling"), *lines])
+             "null vector: the AR sidecar's training mean direction; guidance 1.0 is plain sampling"), *lines], args.append)
 
 
 if __name__ == "__main__":
