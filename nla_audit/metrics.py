@@ -82,3 +82,27 @@ def summarize(values: torch.Tensor) -> dict:
         return {"mean": float("nan"), "median": float("nan"), "n": 0}
     return {"mean": v.mean().item(), "median": v.median().item(), "min": v.min().item(), "max": v.max().item(),
             "n": int(v.numel())}
+
+
+def ranks(values: torch.Tensor) -> torch.Tensor:
+    """Average ranks (0-based; ties share the mean of their ranks)."""
+    v = values.double().flatten()
+    order = v.argsort()
+    r = torch.empty_like(v)
+    r[order] = torch.arange(len(v), dtype=torch.double)
+    for x in v.unique():
+        tie = v == x
+        r[tie] = r[tie].mean()
+    return r
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman's rank correlation; nan when either side is constant or there are fewer than 3 pairs."""
+    if a.numel() != b.numel():
+        raise ValueError(f"spearman of {a.numel()} and {b.numel()} values")
+    if a.numel() < 3:
+        return float("nan")
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = (ra.norm() * rb.norm()).item()
+    return float((ra * rb).sum().item() / den) if den > 0 else float("nan")

@@ -128,6 +128,26 @@ def steer(target: Any, layer: int, ids: list[int], direction: torch.Tensor, posi
     return tok.decode(out[0, len(ids):].tolist(), skip_special_tokens=True)
 
 
+
+@torch.no_grad()
+def next_token_shift(target: Any, layer: int, ids: list[int], direction: torch.Tensor, strength: float,
+                     norm: float | None = None) -> float:
+    """KL(steered ‖ plain) of the next-token distribution after ``ids`` with the direction added at the last token
+    alone: how far a direction moves the model's very next prediction, with no generation (cheap enough to score
+    every claim of every explanation). ``norm`` defaults to the last token's activation norm."""
+    from nla_audit.extract import text_activations
+
+    if direction.numel() != target.d_model:
+        raise InputError(f"a steering direction of width {direction.numel()} for a model of width {target.d_model}",
+                         fix="build the direction on this model's site (its NLA, SAE or activations)")
+    if norm is None:
+        norm = float(text_activations(target, layer, ids)[-1].norm())
+    x = torch.tensor([ids], device=target.device)
+    plain = target.model(input_ids=x).logits[0, -1].float().log_softmax(-1)
+    with steering(target.model, layer, steering_delta(direction, strength, norm), Span(len(ids) - 1, len(ids))):
+        steered = target.model(input_ids=x).logits[0, -1].float().log_softmax(-1)
+    return float((steered.exp() * (steered - plain)).sum())
+
 # ------------------------------------------------------------------------------------------- directions
 def nla_direction(nla: Any, original: str, edited: str) -> torch.Tensor:
     """``AR(edited) − AR(original)``: the edit's direction in activation space (zero when the texts are equal)."""

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from nla_audit.metrics import baselines, cosine, fve_nrm, mse_nrm, normalize
@@ -50,3 +51,14 @@ def test_derangement_is_the_one_floor():
         assert sorted(d.tolist()) == list(range(n)) and not bool((d == torch.arange(n)).any())
     assert derangement(1).tolist() == [0] and derangement(9, 1).tolist() == derangement(9, 1).tolist()
     assert derangement(9, 1).tolist() != derangement(9, 2).tolist()
+
+
+def test_spearman_is_rank_correlation_with_ties():
+    from nla_audit.metrics import ranks, spearman
+
+    assert ranks(torch.tensor([3.0, 1.0, 3.0, 2.0])).tolist() == [2.5, 0.0, 2.5, 1.0]
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert spearman(x, x ** 3) == pytest.approx(1.0)
+    assert spearman(x, -x) == pytest.approx(-1.0)
+    assert math.isnan(spearman(x, torch.ones(4)))
+    assert math.isnan(spearman(x[:2], x[:2]))

@@ -10,6 +10,7 @@ from nla_audit.steering import (
     Span,
     add_where,
     mean_difference,
+    next_token_shift,
     nla_direction,
     parse_span,
     random_direction,
@@ -107,3 +108,13 @@ def test_cli_steer_prints_both_sides_as_json_and_refuses_bad_input(tiny_model_di
     err = capsys.readouterr().err
     assert "outside" in err and len(err.strip().splitlines()) <= 2  # the loading line, then one error line
     assert main([*args, "--edit", "x", "--samples", "2"]) == 2
+
+
+def test_next_token_shift_is_zero_without_a_direction_and_grows_with_strength(tiny_target):
+    ids = [1, 400, 401, 402, 403]
+    d = random_direction(tiny_target.d_model)
+    assert next_token_shift(tiny_target, 1, ids, torch.zeros(tiny_target.d_model), 4.0) == pytest.approx(0, abs=1e-6)
+    weak, strong = (next_token_shift(tiny_target, 1, ids, d, s) for s in (0.5, 8.0))
+    assert 0 < weak < strong
+    with pytest.raises(InputError, match="width"):
+        next_token_shift(tiny_target, 1, ids, torch.ones(7), 1.0)
