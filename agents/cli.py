@@ -112,28 +112,18 @@ def auditor_model(args):
     if not os.environ.get("ANTHROPIC_API_KEY"):
         raise InputError(f"--model {args.model} needs ANTHROPIC_API_KEY, which is not set",
                          fix="export ANTHROPIC_API_KEY=..., or run offline with --script PLAN.json")
-    check_reachable(os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com")
+    check_reachable()
     from langchain_anthropic import ChatAnthropic
 
     return ChatAnthropic(model=args.model, max_tokens=args.max_tokens, max_retries=4)
 
 
-def check_reachable(url: str, timeout: float = 3.0) -> None:
-    """A TCP connection to the API's host, before any model loads: without a network the audit would load every
-    model, retry four times and then blame the key. One line naming the network instead."""
-    import socket
-    from urllib.parse import urlparse
+def check_reachable(url: str | None = None, timeout: float = 3.0) -> None:
+    """Before any model loads: without a network the audit would load every model, retry four times and then
+    blame the key. One line naming the network instead (``nla_audit.claude.check_reachable``)."""
+    from nla_audit.claude import check_reachable as reachable
 
-    from nla_audit.errors import NLAAuditError
-
-    u = urlparse(url)
-    port = u.port or (443 if u.scheme == "https" else 80)
-    try:
-        socket.create_connection((u.hostname, port), timeout=timeout).close()
-    except OSError as exc:
-        raise NLAAuditError(f"cannot reach the Anthropic API at {u.hostname}:{port} ({exc.strerror or exc})",
-                            expected="a network connection to the API",
-                            fix="check the network (or ANTHROPIC_BASE_URL), or run offline with --script PLAN.json") from None
+    reachable(url, timeout, alternative="run offline with --script PLAN.json")
 
 
 def training_data_path(spec: str | None, target: str | None) -> str | None:

@@ -124,6 +124,9 @@ def build_task(spec: TaskSpec, **params: Any) -> Task:
 
 def _build_task(spec: TaskSpec, **params: Any) -> Task:
     unknown = set(params) - {f.name for f in fields(EvalConfig)}
+    if "limit" in unknown:  # inspect's --limit (samples in all) is not this task's n (items per group)
+        raise InputError("-T limit is not a task parameter", expected="-T n=N (eval items per group)",
+                         fix="-T n=N, or `nla-audit eval --limit N` (the same), or inspect's --limit N (samples in all)")
     if unknown:
         raise InputError(f"unknown task parameter(s) {sorted(unknown)}", expected=params_doc())
     cfg = EvalConfig(**params)

@@ -27,7 +27,9 @@ def register(sub) -> None:
     p.add_argument("--grader", default="embed", choices=["embed", "claude", "both"],
                    help="embed: offline embedding proxy (default); claude: Claude via the grader role; both")
     p.add_argument("--grader-model", default="anthropic/claude-haiku-4-5", help="model for --grader claude/both")
-    p.add_argument("--limit", type=int, default=None, help="at most N eval items per group")
+    p.add_argument("--limit", type=int, default=None,
+                   help="at most N eval items per group: the task parameter n (-T n=N); not inspect's --limit, "
+                        "which caps samples in all")
     p.add_argument("--probe-train", type=int, default=None, help="train items per group for the probe")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (0 = the shipped JSON)")
     p.add_argument("--model", default=None, help="target model (must match the NLA's)")
@@ -81,6 +83,9 @@ def check_grader(args) -> None:
     if importlib.util.find_spec("anthropic") is None:
         raise InputError("grader unavailable: the anthropic package is not installed",
                          fix="pip install anthropic, or use the offline grader (--grader embed)")
+    from nla_audit.claude import check_reachable
+
+    check_reachable(alternative="use the offline grader (--grader embed)")  # before any model loads
 
 
 def task_params(items: list[str]) -> dict:
@@ -108,7 +113,7 @@ def run_root_cause(args) -> int:
     if args.grader != "embed":
         ps.setdefault("grader", {"claude": "model", "both": "both"}[args.grader])
         ps.setdefault("grader_model", args.grader_model)
-    log = run_built([root_cause(**ps)], args.log_dir)[0]
+    log = run_built([root_cause(**ps)], args.log_dir, eval_display(args))[0]
     rows = score_rows([log])
     if args.json:
         for r in summarize(rows):
@@ -130,7 +135,7 @@ def run(args) -> int:
         raise InputError(f"--limit {args.limit}", expected="an integer >= 1")
     check_grader(args)
     extra = task_params(args.task_param)  # -T key=value, as inspect takes it; wins over the flags
-    logs = run_tasks(names, [{**params(args, e), **extra} for e in explainers], args.log_dir)
+    logs = run_tasks(names, [{**params(args, e), **extra} for e in explainers], args.log_dir, eval_display(args))
     from nla_audit.evals._results import markdown_table, results_frame
 
     df = results_frame(logs)
@@ -143,6 +148,12 @@ def run(args) -> int:
         print("\n".join(markdown_table(df, groups=True)))
         print(f"\nlogs: {args.log_dir} (inspect view --log-dir {args.log_dir})", file=sys.stderr)
     return 0
+
+
+def eval_display(args) -> str:
+    """inspect's own progress display (tasks, samples done, elapsed) on a terminal; none under --json or when the
+    output is piped, so JSON Lines and the results table stay the only output."""
+    return "rich" if not args.json and sys.stdout.isatty() and sys.stderr.isatty() else "none"
 
 
 def run_tasks(names: list[str], param_sets: list[dict], log_dir: str, display: str = "none") -> list:

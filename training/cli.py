@@ -183,6 +183,11 @@ def run_datagen(args) -> int:
     from nla_audit.training.datagen import DatagenConfig
     from nla_audit.training.datagen import run_datagen as go
 
+    if args.teacher == "anthropic":  # a missing key, package or network is one line now, before any work
+        from nla_audit.claude import check_reachable, require_claude
+
+        require_claude("use --teacher offline (no key, no network)")
+        check_reachable(alternative="use --teacher offline (no key, no network)")
     counts = go(DatagenConfig(data=args.data, out_dir=args.out_dir, teacher=args.teacher,
                               teacher_model=args.teacher_model, seed=args.seed, max_rows=args.max_rows,
                               eval_rows=args.eval_rows, pool_sft=args.pool_sft, dtype=args.dtype))

@@ -5,26 +5,21 @@
   token, and the target model's own top next-token predictions there. Informative by construction (the AR
   can rebuild much of the activation from it), but it carries no abstract features (genre, intent, tone)
   the way the reference's Claude explanations do.
-* ``AnthropicTeacher`` — Claude via the ``anthropic`` SDK with the reference's instruction (2–3
-  next-token-prediction features of the prefix, ~80–100 words in ``<analysis>`` tags), bounded async
-  concurrency, retries with backoff on 429/5xx/timeouts, and an on-disk cache keyed by the text's sha256 so
-  an interrupted run loses nothing and a rerun costs nothing. The key is read from ``ANTHROPIC_API_KEY``
-  and never written anywhere.
+* ``AnthropicTeacher`` — Claude with the reference's instruction (2–3 next-token-prediction features of the
+  prefix, ~80–100 words in ``<analysis>`` tags), through ``nla_audit.claude`` (the one Claude client: bounded
+  async concurrency, retries with backoff on 429/5xx/timeouts/network errors, and an on-disk cache keyed by
+  the request's sha256, so an interrupted run loses nothing and a rerun costs nothing). The key is read from
+  ``ANTHROPIC_API_KEY`` and never written anywhere.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import os
-import random
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-from nla_audit.errors import ConfigError
 
 CONTEXT_WORDS = 14
 
@@ -146,59 +141,38 @@ class AnthropicTeacher:
     name = "anthropic"
 
     def __init__(self, model: str = "claude-haiku-4-5", cache_dir: str | Path | None = None, concurrency: int = 8,
-                 max_retries: int = 6, max_tokens: int = 300, temperature: float = 1.0) -> None:
-        if not os.environ.get("ANTHROPIC_API_KEY"):
-            raise ConfigError("the anthropic teacher needs ANTHROPIC_API_KEY in the environment",
-                              fix="export ANTHROPIC_API_KEY=..., or use --teacher offline (no key, no network)")
-        try:
-            import anthropic  # noqa: F401
-        except ImportError:
-            raise ConfigError("the anthropic teacher needs the anthropic package",
-                              fix="pip install 'nla_audit[agents]', or use --teacher offline") from None
+                 max_retries: int = 6, max_tokens: int = 300, temperature: float = 1.0, client: Any = None) -> None:
+        from nla_audit.claude import ClaudeClient, ClaudeConfig
         from nla_audit.paths import cache_dir as root
 
         self.model, self.concurrency, self.max_retries = model, concurrency, max_retries
         self.max_tokens, self.temperature = max_tokens, temperature
         self.cache = Path(cache_dir or root() / "teacher_cache" / model)
-        self.cache.mkdir(parents=True, exist_ok=True)
+        config = ClaudeConfig(model=model, max_tokens=max_tokens, temperature=temperature, concurrency=concurrency,
+                              max_retries=max_retries)
+        self.claude = ClaudeClient(config, self.cache, client=client,
+                                   alternative="use --teacher offline (no key, no network)")
 
-    def _cache_path(self, text: str, kind: str = "text") -> Path:
-        key = text if kind == "text" else f"{kind}\x00{text}"  # text keys as before, so old caches stay valid
-        return self.cache / (hashlib.sha256(key.encode()).hexdigest() + ".json")
-
-    async def _one(self, client: Any, sem: asyncio.Semaphore, text: str, kind: str = "text") -> str | None:
-        import anthropic
-
-        path = self._cache_path(text, kind)
-        instruction = CHAT_INSTRUCTION if kind == "chat" else INSTRUCTION
-        if path.exists():
+    def _legacy(self, text: str, kind: str) -> str | None:
+        """An explanation cached before ``nla_audit.claude`` (keyed by the text, and the kind for chats), so
+        old caches stay free."""
+        key = text if kind == "text" else f"{kind}\x00{text}"
+        path = self.cache / (hashlib.sha256(key.encode()).hexdigest() + ".json")
+        try:
             return json.loads(path.read_text())["explanation"]
-        async with sem:
-            for attempt in range(self.max_retries + 1):
-                try:
-                    msg = await client.messages.create(model=self.model, max_tokens=self.max_tokens,
-                                                       temperature=self.temperature,
-                                                       messages=[{"role": "user", "content": instruction.format(text=text)}])
-                    break
-                except (anthropic.RateLimitError, anthropic.APITimeoutError, anthropic.APIConnectionError,
-                        anthropic.InternalServerError):
-                    if attempt == self.max_retries:
-                        return None
-                    await asyncio.sleep(min(60.0, 2 ** attempt + random.random()))
-        expl = clean_analysis("".join(getattr(b, "text", "") for b in msg.content))
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"explanation": expl, "model": self.model}))
-        tmp.replace(path)
-        return expl
-
-    async def _all(self, texts: list[str], kinds: list[str]) -> list[str | None]:
-        import anthropic
-
-        client = anthropic.AsyncAnthropic(max_retries=0)
-        sem = asyncio.Semaphore(self.concurrency)
-        return await asyncio.gather(*(self._one(client, sem, t, k) for t, k in zip(texts, kinds)))
+        except (OSError, ValueError, KeyError):
+            return None
 
     def explain_texts(self, texts: list[str], kinds: list[str] | None = None) -> list[str | None]:
         """One explanation (or None when dropped) per prefix; ``kinds[i] == "chat"`` marks a rendered transcript,
         which gets ``CHAT_INSTRUCTION`` instead of the text instruction."""
-        return asyncio.run(self._all(texts, kinds or ["text"] * len(texts)))
+        kinds = kinds or ["text"] * len(texts)
+        old = [self._legacy(t, k) for t, k in zip(texts, kinds)]
+        todo = [(CHAT_INSTRUCTION if k == "chat" else INSTRUCTION).format(text=t)
+                for t, k, o in zip(texts, kinds, old) if o is None]
+        fresh = iter(self.claude.complete_many(todo))
+        return [o if o is not None else _analysis(next(fresh)) for o in old]
+
+
+def _analysis(raw: str | None) -> str | None:
+    return clean_analysis(raw) if raw is not None else None

@@ -301,6 +301,10 @@ def _build(**params: Any) -> Task:
     if cfg.claude and not os.environ.get("ANTHROPIC_API_KEY"):
         raise InputError(f"auditor {cfg.auditor} needs ANTHROPIC_API_KEY, which is not set",
                          fix="export ANTHROPIC_API_KEY=..., or use the offline investigator (-T auditor=investigator)")
+    if cfg.claude:  # a missing network is one line now, not after every organism has loaded
+        from nla_audit.claude import check_reachable
+
+        check_reachable(alternative="use the offline investigator (-T auditor=investigator)")
     roles = None
     if cfg.grader != "offline":
         from inspect_ai.model import model_roles

@@ -8,20 +8,18 @@ the *last* token of a context is the one the latent fired on. Two labellers:
   words they share near the end (``ends in “ jacket” ×3; near: sports, coat``). It names surface patterns
   only; it cannot name an abstract feature, so SAE-vs-NLA comparisons that use it understate the SAE;
 * ``claude`` — Claude writes a short label from the same contexts (delphi-style explanation, no scoring
-  step), through the ``anthropic`` SDK with bounded concurrency, retries with backoff on 429/5xx/timeouts and
-  an on-disk cache keyed by the prompt's sha256. The key comes from ``ANTHROPIC_API_KEY`` and is never
-  written. Used automatically when the key is set.
+  step), through ``nla_audit.claude`` (the one Claude client: bounded concurrency, retries with backoff on
+  429/5xx/timeouts/network errors, an on-disk cache keyed by the request's sha256). The key comes from
+  ``ANTHROPIC_API_KEY`` and is never written. Used automatically when the key is set.
 
 Both labels are stored; ``label`` is Claude's when there is one, else the offline proxy's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
-import random
 import re
 from collections import Counter
 from pathlib import Path
@@ -91,20 +89,14 @@ class ClaudeLabeller:
 
     def __init__(self, model: str = "claude-haiku-4-5", cache_dir: str | Path | None = None, concurrency: int = 8,
                  max_retries: int = 6, client: Any = None) -> None:
-        if client is None:
-            if not os.environ.get("ANTHROPIC_API_KEY"):
-                raise ConfigError("the Claude labeller needs ANTHROPIC_API_KEY in the environment",
-                                  fix="export ANTHROPIC_API_KEY=..., or use --labeller offline (a proxy)")
-            try:
-                import anthropic  # noqa: F401
-            except ImportError:
-                raise ConfigError("the Claude labeller needs the anthropic package",
-                                  fix="pip install 'nla_audit[agents]', or use --labeller offline") from None
+        from nla_audit.claude import ClaudeClient, ClaudeConfig
         from nla_audit.paths import cache_dir as root
 
-        self.model, self.concurrency, self.max_retries, self.client = model, concurrency, max_retries, client
+        self.model = model
         self.cache = Path(cache_dir or root() / "sae_label_cache" / model)
-        self.cache.mkdir(parents=True, exist_ok=True)
+        config = ClaudeConfig(model=model, max_tokens=60, temperature=0.0, concurrency=concurrency,
+                              max_retries=max_retries)
+        self.claude = ClaudeClient(config, self.cache, client=client, alternative="use --labeller offline (a proxy)")
 
     @staticmethod
     def prompt(contexts: list[tuple[float, str]]) -> str:
@@ -114,49 +106,29 @@ class ClaudeLabeller:
             lines.append(f"[{act:.2f}] …{text[: len(text.rstrip()) - len(tok)]}«{tok}»")
         return PROMPT.format(examples="\n".join(lines))
 
-    async def _one(self, client: Any, sem: asyncio.Semaphore, prompt: str) -> str | None:
+    def _legacy(self, prompt: str) -> str | None:
+        """A label cached before ``nla_audit.claude`` (keyed by model and prompt), so old caches stay free."""
         path = self.cache / (hashlib.sha256(f"{self.model}|{prompt}".encode()).hexdigest() + ".json")
-        if path.exists():
+        try:
             return json.loads(path.read_text())["label"]
-        async with sem:
-            for attempt in range(self.max_retries + 1):
-                try:
-                    msg = await client.messages.create(model=self.model, max_tokens=60, temperature=0.0,
-                                                       messages=[{"role": "user", "content": prompt}])
-                    break
-                except _retryable():
-                    if attempt == self.max_retries:
-                        return None
-                    await asyncio.sleep(min(60.0, 2 ** attempt + random.random()))
-        raw = "".join(getattr(b, "text", "") for b in msg.content)
-        m = re.search(r"<label>(.*?)</label>", raw, re.S)
-        label = " ".join((m.group(1) if m else raw).split())[:200] or None
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"label": label, "model": self.model}))
-        tmp.replace(path)
-        return label
-
-    async def _all(self, prompts: list[str]) -> list[str | None]:
-        client = self.client
-        if client is None:
-            import anthropic
-
-            client = anthropic.AsyncAnthropic(max_retries=0)
-        sem = asyncio.Semaphore(self.concurrency)
-        return await asyncio.gather(*(self._one(client, sem, p) for p in prompts))
+        except (OSError, ValueError, KeyError):
+            return None
 
     def label_all(self, contexts: list[list[tuple[float, str]]]) -> list[str | None]:
         """One label (None when the call failed after retries) per latent's context list."""
-        return asyncio.run(self._all([self.prompt(c) for c in contexts]))
+        prompts = [self.prompt(c) for c in contexts]
+        old = [self._legacy(p) for p in prompts]
+        todo = [p for p, o in zip(prompts, old) if o is None]
+        fresh = iter(self.claude.complete_many(todo))
+        return [o if o is not None else parse_label(next(fresh)) for o in old]
 
 
-def _retryable() -> tuple[type[BaseException], ...]:
-    try:
-        import anthropic
-    except ImportError:
-        return (TimeoutError, ConnectionError)
-    return (anthropic.RateLimitError, anthropic.APITimeoutError, anthropic.APIConnectionError,
-            anthropic.InternalServerError)
+def parse_label(raw: str | None) -> str | None:
+    """The text inside ``<label>`` (or the whole reply), on one line, at most 200 characters; None if empty."""
+    if raw is None:
+        return None
+    m = re.search(r"<label>(.*?)</label>", raw, re.S)
+    return " ".join((m.group(1) if m else raw).split())[:200] or None
 
 
 def pick_labeller(choice: str, model: str, concurrency: int) -> ClaudeLabeller | None:

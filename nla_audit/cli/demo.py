@@ -52,6 +52,9 @@ def run(args) -> int:
 
     nla = NLA.load(args.av, args.ar, args.dtype, args.device, args.backend)
     doc = next(iter_documents(PACKAGE_DATA / "demo_transcript.json"))
+    from nla_audit.cli.explain import announce_default_system
+
+    announce_default_system(nla, doc)
     rows = nla.explain_document(doc, args.positions, **sampling(args))
     print_table(rows, f"demo transcript · layer {nla.layer}")
     html_path = out / "transcript.html"

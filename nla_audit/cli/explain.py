@@ -31,8 +31,9 @@ def register(sub) -> None:
     src.add_argument("--transcript", help="JSON chat transcript: a list of {role, content} messages")
     src.add_argument("--text", help="a raw text string")
     p.add_argument("--positions", default="all", help="all | last | i,j,... | a:b (negative from the end); for transcripts, last is the last token of the "
-                        "last message, and header (the template tokens before the last assistant message) and "
-                        "control (every template token) select template tokens")
+                        "last message, and header (the template tokens before the last assistant message), opening "
+                        "(header and the reply's first tokens) and control (every template token) select template "
+                        "tokens")
     p.add_argument("--limit", type=int, default=None, help="explain at most N rows of --vectors")
     p.add_argument("--json", action="store_true", help="JSON Lines on stdout")
     p.add_argument("--html", default=None, help="write an HTML view of the transcript/text here")
@@ -111,6 +112,16 @@ def check_positions_in_range(args, doc) -> None:
     resolve_positions(args.positions, len(ids), layout)
 
 
+def check_vector_width(args, vecs) -> None:
+    """The vectors' width against the AV's sidecar (a file read, not the ~20 s model load), so a parquet from
+    another model is one line before the wait."""
+    from nla_audit.av import validate_vectors
+    from nla_audit.nla import default_nla_paths
+    from nla_audit.sidecar import read_model_sidecar
+
+    validate_vectors(vecs, read_model_sidecar(args.av or default_nla_paths()[0], "av").d_model)
+
+
 def announce_default_system(nla, doc) -> None:
     """Say so when the chat template inserted a system prompt the transcript does not have: its tokens are read
     and explained like the rest, and a reader should know where they came from."""
@@ -142,6 +153,7 @@ def run(args) -> int:
     samp = sampling(args)
     if args.vectors:
         vecs, prov = vector_rows(args.vectors, args.limit)
+        check_vector_width(args, vecs)
         nla = NLA.load(args.av, args.ar, args.dtype, args.device, args.backend)
         with _bar(args) as bar:
             rows = nla.explain_vectors(vecs, progress=bar.report, **samp)

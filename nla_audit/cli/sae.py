@@ -61,6 +61,10 @@ def run_label(args) -> int:
     from nla_audit.baselines.sae_labels import label_sae, pick_labeller
 
     labeller = pick_labeller(args.labeller, args.claude_model, args.concurrency)
+    if labeller is not None:  # API calls ahead: a missing network is one line now, not after the SAE loads
+        from nla_audit.claude import check_reachable
+
+        check_reachable(alternative="use --labeller offline (a proxy)")
     summary = label_sae(args.sae, args.data, args.contexts, labeller)
     note = (" (offline proxy: final tokens and shared words; set ANTHROPIC_API_KEY for Claude labels)"
             if summary["proxy"] else "")

@@ -113,3 +113,39 @@ def test_inspect_cli_prints_a_bad_parameter_as_one_message(tmp_path):
                        env={**os.environ, "COLUMNS": "200"})
     out = r.stdout + r.stderr
     assert "unknown task parameter(s) ['bogus']" in out and "Traceback" not in out and len(out.strip().splitlines()) <= 3
+
+
+def test_limit_as_a_task_parameter_points_to_n(tiny_nla):
+    """inspect's --limit counts samples in all; the tasks' n counts items per group: `-T limit` says which is which."""
+    from nla_audit.evals.classification import classification
+
+    av, ar = tiny_nla
+    with pytest.raises(InputError, match=r"-T limit is not a task parameter.*-T n=N"):
+        classification(av=av, ar=ar, limit=3)
+
+
+def test_eval_help_ties_limit_to_n_and_the_display_is_off_when_piped(capsys):
+    import argparse
+
+    from nla_audit.evals.cli import eval_display
+
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    assert "-T n=N" in " ".join(capsys.readouterr().out.split())
+    assert eval_display(argparse.Namespace(json=True)) == "none"
+    assert eval_display(argparse.Namespace(json=False)) == "none"  # pytest captures: not a terminal
+
+
+def test_claude_grader_without_a_network_says_so_before_any_model(capsys, monkeypatch, tmp_path):
+    import socket
+    import uuid
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "canary-" + uuid.uuid4().hex)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
+    code, _, err = _cli(["eval", "classification", "--explainer", "text", "--grader", "claude",
+                         "--log-dir", str(tmp_path)], capsys)
+    assert code == 2 and "cannot reach the Anthropic API" in err and "--grader embed" in err
+    assert len(err.strip().splitlines()) == 1 and not list(tmp_path.glob("*.eval"))

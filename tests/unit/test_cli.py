@@ -238,3 +238,45 @@ def test_score_reports_by_position_kind(tmp_path, capsys, tiny_model_dir):
     res = json.loads(capsys.readouterr().out)
     assert set(res["by_kind"]) == {"text", "content", "control"} and res["n"] == 16
     assert res["by_kind"]["control"]["n"] == 2 and res["by_kind"]["text"]["n"] == 8
+
+
+def test_explain_rejects_vectors_of_the_wrong_width_before_loading(tmp_path, capsys, tiny_model_dir, monkeypatch):
+    import numpy as np
+
+    from nla_audit.nla import NLA
+    from nla_audit.vectors import VectorWriter
+    from tests.builders import build_tiny_nla
+
+    av, ar = build_tiny_nla(tiny_model_dir, tmp_path / "nla")
+    data = tmp_path / "w.parquet"
+    writer = VectorWriter(data, 7)
+    writer.write({"activation_vector": np.ones((2, 7)), "doc_id": ["a", "b"], "n_raw_tokens": [3, 4],
+                  "detokenized_text_truncated": ["x", "y"], "activation_layer": [2, 2]})
+    writer.close()
+    monkeypatch.setattr(NLA, "load", classmethod(lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded"))))
+    code, err = _run(["explain", "--av", str(av), "--ar", str(ar), "--vectors", str(data)], capsys)
+    assert code == 2 and "have shape (2, 7)" in err and "d_model of this NLA" in err and "loaded" not in err
+
+
+def test_demo_output_folder_is_ignored_by_git():
+    """`./run.sh demo` writes nla_demo/ in the working folder: git must not list it as untracked."""
+    from pathlib import Path
+
+    ignore = Path(__file__).resolve().parents[2] / ".gitignore"
+    if not ignore.exists():
+        pytest.skip("not a source checkout")
+    assert "/nla_demo/" in ignore.read_text().split()
+
+
+def test_progress_is_off_under_json_and_when_stderr_is_not_a_terminal(capsys):
+    import argparse
+
+    from nla_audit.cli.explain import _bar
+    from nla_audit.progress import RateProgress
+
+    with _bar(argparse.Namespace(json=True)) as bar:
+        bar.report(1, 2)
+    assert bar._progress is None and bar.items == 1
+    with RateProgress("extract", total=3) as bar:  # pytest captures stderr: not a terminal
+        bar.advance(3, tokens=30)
+    assert bar._progress is not None and bar._progress.disable and capsys.readouterr().err == ""

@@ -203,6 +203,22 @@ def test_task_parameters_are_checked(tiny_world):
         root_cause(organisms="pirate")
 
 
+def test_a_claude_auditor_without_a_network_is_one_line_before_any_model(monkeypatch):
+    import socket
+
+    from inspect_ai._util.error import PrerequisiteError
+
+    from nla_audit.evals.root_cause import root_cause
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "canary-" + uuid.uuid4().hex)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
+    with pytest.raises(PrerequisiteError, match="cannot reach the Anthropic API.*-T auditor=investigator"):
+        root_cause(auditor="claude-sonnet-4-5")
+
+
 # ------------------------------------------------------------------------------------------- Claude, on a loopback stub
 CANARY = "canary-" + uuid.uuid4().hex  # a fresh fake key per run: unique, so any leak is found; never a real key
 
