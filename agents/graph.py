@@ -8,7 +8,7 @@
 (every tool call must get a result before the model speaks again); ``report`` then gives the model one last
 turn to write its report. An unknown tool or malformed arguments come back to the model as an error answer.
 The recursion limit is set from the budget, so a model that never stops calling tools ends at the budget,
-not at langgraph's default of 25 steps (ecosystem.md §3).
+not at langgraph's default of 25 steps.
 """
 
 from __future__ import annotations

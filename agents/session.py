@@ -100,7 +100,8 @@ class AuditSession:
     def get_sae(self) -> Any:
         """The SAE explainer, checked to read the NLA's site; None when the audit has no SAE."""
         if self.sae is None and self.config.sae is not None:
-            from nla_audit.baselines.sae import SAEExplainer, Site, check_same_site
+            from nla_audit.baselines.sae import SAEExplainer
+            from nla_audit.site import Site, check_same_site
 
             sae = SAEExplainer.from_dir(self.config.sae, top_n=self.config.sae_top_n)
             nla = self.get_nla()

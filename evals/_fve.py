@@ -101,8 +101,8 @@ def _read(path: str, max_rows: int | None, empty: InputError, source: str) -> He
 
 def heldout_from_parquet(path: str, model: str, layer: int, max_rows: int | None = None) -> Heldout:
     """Rows of an extracted activation parquet, refused when its sidecar names another site."""
-    from nla_audit.baselines.sae import check_same_site
     from nla_audit.sidecar import read_dataset_sidecar
+    from nla_audit.site import check_same_site
 
     check_same_site((model, layer), read_dataset_sidecar(path))
     return _read(path, max_rows, InputError(f"{path} holds no activations",
@@ -237,8 +237,8 @@ def token_lookup_reconstruction(train_paths: list[str], data: Heldout, tokenizer
 
 
 def _at_site(path: str, site: Any) -> bool:
-    from nla_audit.baselines.sae import Site
     from nla_audit.errors import NLAAuditError
+    from nla_audit.site import Site
 
     if site is None:
         return True

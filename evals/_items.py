@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nla_audit.chat_layout import render as render_chat
 from nla_audit.errors import InputError
 
 FORMAT = "nla_audit.evals/items-v1"
@@ -118,13 +119,13 @@ def render(item: dict, tokenizer: Any) -> tuple[str, bool]:
     """The text the target reads and whether it must be encoded with the tokenizer's special tokens.
 
     Same convention as ``nla_audit.corpus.tokenize_document``: raw text with special tokens, chats rendered
-    with the model's chat template and encoded without (no second BOS)."""
+    by ``chat_layout.render`` (the model's chat template) and encoded without (no second BOS)."""
     if item.get("messages") is not None:
         if getattr(tokenizer, "chat_template", None) is None:
             raise InputError(f"item {item['id']} is a chat but the target's tokenizer has no chat template",
                              fix="use an instruct model (with a chat template) as the target")
         gen = bool(item.get("generation_prompt") or item.get("answer_prefix") is not None)
-        text = tokenizer.apply_chat_template(item["messages"], tokenize=False, add_generation_prompt=gen)
+        text = render_chat(tokenizer, item["messages"], add_generation_prompt=gen)
         return text + (item.get("answer_prefix") or ""), False
     return item["text"], True
 

@@ -279,7 +279,7 @@ class Runner:
         if self.cfg.explainer == "sae":
             key = ("sae", self.cfg.sae, self.site.model, self.site.layer)
             exp = _cached(key, lambda: load_sae_explainer(self.cfg.sae, self.cfg.device))
-            from nla_audit.baselines.sae import check_same_site
+            from nla_audit.site import check_same_site
 
             check_same_site(exp, (self.site.model, self.site.layer))  # hub id and local copy of it match
             return exp

@@ -102,8 +102,8 @@ class Subjects:
 
 def resolve_subjects(cfg: BenchConfig) -> Subjects:
     """Read sidecars (no weights for the NLA) and refuse mixed sites before anything expensive runs."""
-    from nla_audit.baselines.sae import _model_key
     from nla_audit.checkpoint import read_sidecar, resolve_checkpoint
+    from nla_audit.site import model_key
 
     nla, notes = list(cfg.nla or ()), []
     if cfg.nla is None:
@@ -121,7 +121,7 @@ def resolve_subjects(cfg: BenchConfig) -> Subjects:
         sites[name] = (av_meta.base_model, ar_meta.require_layer())
         costs[name] = pair_training_seconds(av_meta, ar_meta)
         trained += list(av_meta.trained_on) + list(ar_meta.trained_on)
-    if len({(_model_key(m), k) for m, k in sites.values()}) > 1:
+    if len({(model_key(m), k) for m, k in sites.values()}) > 1:
         raise InputError(f"the NLAs read different sites: {sites}", expected="every --nla on one model and layer")
     subj = Subjects(nla=nla, model="", layer=-1, train_seconds=costs, warnings=notes, trained_on=trained)
     if sites:
@@ -137,8 +137,9 @@ def _attach_sae(subj: Subjects, cfg: BenchConfig) -> None:
     import json
     import warnings
 
-    from nla_audit.baselines.sae import METRICS_NAME, check_same_site, read_sae_meta
+    from nla_audit.baselines.sae import METRICS_NAME, read_sae_meta
     from nla_audit.evals._runner import load_sae_explainer
+    from nla_audit.site import check_same_site
 
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")

@@ -3,7 +3,7 @@
 The target LM truncated after block K (``num_hidden_layers = K+1`` set in the config before loading), with
 its final norm and ``lm_head`` removed, topped by a bias-free ``Linear(d, d)`` value head, reading
 ``Summary of the following text: <text>{explanation}</text> <summary>`` (raw text, tokenized with the
-tokenizer's special tokens) and predicting at the last real token (official_nla.md §2).
+tokenizer's special tokens) and predicting at the last real token, as the reference code does.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The activation verbalizer (AV): vector → explanation text.
 
 A copy of the target LM reads one activation vector in place of the injection token's embedding inside the
-fixed AV prompt (official_nla.md §1) and writes ``<explanation>…</explanation>``. Everything about the
+fixed AV prompt (the reference code's) and writes ``<explanation>…</explanation>``. Everything about the
 prompt and the injection comes from the sidecar and is re-checked against the live tokenizer at load.
 """
 

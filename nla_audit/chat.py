@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from nla_audit.chat_layout import chat_ids, render
 from nla_audit.corpus import check_messages
 from nla_audit.errors import InputError
 from nla_audit.padding import pad_batch
@@ -58,8 +59,7 @@ def reply(target: Any, messages: Sequence[dict], prefill: str = "", max_new_toke
     tok = target.tokenizer
     if getattr(tok, "chat_template", None) is None:
         raise InputError("the target's tokenizer has no chat template", fix="use an instruct model")
-    text = render_chat(tok, list(msgs)) + prefill
-    ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]], device=target.device)
+    ids = torch.tensor([chat_ids(tok, msgs, add_generation_prompt=True, suffix=prefill)], device=target.device)
     kw: dict[str, Any] = {"do_sample": temperature > 0, "max_new_tokens": max_new_tokens,
                           "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id}
     if temperature > 0:
@@ -78,15 +78,8 @@ def reply(target: Any, messages: Sequence[dict], prefill: str = "", max_new_toke
 
 
 def render_chat(tokenizer: Any, messages: list[dict]) -> str:
-    """The chat template with the generation prompt; a template that refuses the chat (a system turn on a model
-    without one, two user turns in a row) is one clear line, not a jinja traceback."""
-    from jinja2 import TemplateError
-
-    try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except TemplateError as exc:
-        raise InputError(f"the target's chat template refuses this chat ({str(exc).splitlines()[0][:160]})",
-                         fix="drop the system prompt, or alternate user and assistant turns") from None
+    """The chat with the generation prompt (``chat_layout.render``), under the name benchmark scripts import."""
+    return render(tokenizer, messages, add_generation_prompt=True)
 
 
 def _as_list(x: Any) -> list:
@@ -104,8 +97,7 @@ def replies(target: Any, chats: Sequence[Sequence[dict]], max_new_tokens: int = 
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     out: list[str] = []
     for start in range(0, len(chats), batch_size):
-        rows = [tok(render_chat(tok, list(check_chat(c))), add_special_tokens=False)["input_ids"]
-                for c in chats[start:start + batch_size]]
+        rows = [chat_ids(tok, check_chat(c), add_generation_prompt=True) for c in chats[start:start + batch_size]]
         ids, mask = pad_batch(rows, pad, side="left")
         width = ids.shape[1]
         kw: dict[str, Any] = {"do_sample": temperature > 0, "max_new_tokens": max_new_tokens, "pad_token_id": pad}

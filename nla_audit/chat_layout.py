@@ -8,6 +8,9 @@ token. A default system prompt that the template inserts on its own (SmolLM2 doe
 found by rendering a sentinel system message, so its text counts as content of an *implicit* system message,
 not as template.
 
+``render`` and ``chat_ids`` are the one chat encoding (text, or ids without a second BOS) that prompts,
+replies, extraction and evals share.
+
 A transcript longer than the budget is cut at a turn boundary (the longest prefix of whole messages that
 fits), not mid-message; only a first message that alone is too long is cut mid-text.
 """
@@ -54,6 +57,13 @@ class ChatLayout:
 
 
 def render(tokenizer: Any, messages: Sequence[dict], add_generation_prompt: bool = False) -> str:
+    """The one place a chat becomes text: the tokenizer's own chat template, with the assistant header after
+    the last message when ``add_generation_prompt`` (what a model reads before it replies).
+
+    AV prompts, target replies, chat layouts and eval items all render here, so the ids a layout labels and
+    the ids a model ran on cannot differ by a template option. A tokenizer without a template, or a chat the
+    template refuses, is one clear line, not a jinja traceback.
+    """
     if getattr(tokenizer, "chat_template", None) is None:
         raise InputError("a chat transcript needs a tokenizer with a chat template",
                          fix="pass raw text, or use an instruct model with a chat template")
@@ -61,7 +71,24 @@ def render(tokenizer: Any, messages: Sequence[dict], add_generation_prompt: bool
         return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
     except Exception as exc:  # jinja raises TemplateError for chats the template refuses (e.g. roles out of order)
         raise InputError(f"the chat template refused the transcript ({str(exc).splitlines()[0][:120]})",
-                         fix="check the roles and their order") from None
+                         fix="check the roles and their order: alternate user and assistant turns, and drop a "
+                             "system prompt the model does not take") from None
+
+
+def chat_ids(tokenizer: Any, messages: Sequence[dict], add_generation_prompt: bool = False,
+             suffix: str = "") -> list[int]:
+    """``render``'s text (then ``suffix``, e.g. a reply's prefill) as token ids, encoded without special tokens:
+    the template already wrote BOS, and a second one would shift every position the NLA reads."""
+    text = render(tokenizer, messages, add_generation_prompt) + suffix
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _probe(tokenizer: Any, messages: Sequence[dict]) -> str | None:
+    """``render`` without the generation prompt, or None when the template refuses (a probe, not an error)."""
+    try:
+        return render(tokenizer, messages)
+    except InputError:
+        return None
 
 
 def implicit_system(tokenizer: Any, rendered: str, first_content_at: int, messages: Sequence[dict]) -> tuple[int, int] | None:
@@ -72,9 +99,8 @@ def implicit_system(tokenizer: Any, rendered: str, first_content_at: int, messag
     """
     if not messages or messages[0]["role"] == "system":
         return None
-    try:
-        probe = tokenizer.apply_chat_template([{"role": "system", "content": _SENTINEL}], tokenize=False)
-    except Exception:  # a template that refuses a lone system turn cannot insert one
+    probe = _probe(tokenizer, [{"role": "system", "content": _SENTINEL}])
+    if probe is None:  # a template that refuses a lone system turn cannot insert one
         return None
     prefix, sep, suffix = probe.partition(_SENTINEL)
     if not sep or not prefix:
@@ -92,11 +118,8 @@ def message_ends(tokenizer: Any, rendered: str, messages: Sequence[dict]) -> lis
     None when the template is not prefix-consistent (a later message changes what came before)."""
     ends = []
     for i in range(1, len(messages)):
-        try:
-            part = tokenizer.apply_chat_template(list(messages[:i]), tokenize=False)
-        except Exception:  # a template that refuses a partial chat (e.g. one that must end on a user turn)
-            return None
-        if not rendered.startswith(part):
+        part = _probe(tokenizer, messages[:i])
+        if part is None or not rendered.startswith(part):  # None: a template that must end on a user turn
             return None
         ends.append(len(part))
     return [*ends, len(rendered)]

@@ -1,8 +1,7 @@
 """One Claude client for every direct Anthropic call in nla_audit (the SAE labeller, the SFT teacher).
 
-Why one: each caller used to carry its own copy of the same loop (client, semaphore, retries, cache), and the
-copies drifted; a fix to one (say, naming a network outage instead of blaming the key) never reached the other.
-This module owns:
+Why one: two copies of the same loop (client, semaphore, retries, cache) drift, and a fix to one (say, naming
+a network outage instead of blaming the key) never reaches the other. This module owns:
 
 * **client creation**: the key comes from ``ANTHROPIC_API_KEY`` in the environment only, read by the SDK
   itself; it is never passed around, logged, hashed or written. A missing package or key is one

@@ -132,8 +132,7 @@ def _iter_path(path: Path) -> Iterator[Document]:
                          expected=".jsonl, .json, .parquet, .txt/.md or a folder of those")
 
 
-CORPUS_SPECS = ("default", "sharegpt", "mix", "mix:<chat share>")
-MIX_CHAT_SHARE = 0.5  # the released NLAs' mix: half chat, half text, by tokens (official_nla.md §4.1)
+MIX_CHAT_SHARE = 0.5  # the released NLAs' mix: half chat, half text, by tokens
 
 
 def iter_documents(source: str | Path | None, tokenizer: Any = None, max_length: int = 1024) -> Iterator[Document]:

@@ -27,7 +27,6 @@ from nla_audit.errors import InputError
 from nla_audit.paths import cache_dir
 
 SYSTEM_DIR = Path("/usr/share/games/fortunes")
-LICENCE = "BSD-3-Clause-style (fortune-mod, (c) 1991 The Regents of the University of California); Debian packages 'fortunes' and 'fortunes-min'"
 # English categories of the non-offensive ``fortunes`` package; ascii-art is left out (not prose).
 CATEGORIES = (
     "art", "computers", "cookie", "definitions", "disclaimer", "drugs", "education", "ethnic", "food",

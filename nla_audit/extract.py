@@ -1,6 +1,6 @@
 """Activation extraction: run a causal LM over a corpus and keep the residual stream after block K.
 
-Layer convention (official_nla.md §2.1): K names the block whose *output* is captured, i.e. HF
+Layer convention (the reference code's): K names the block whose *output* is captured, i.e. HF
 ``hidden_states[K+1]``. We hook ``layers[K]`` and stop the forward pass there, so blocks after K cost nothing.
 Positions are sampled per document with an RNG seeded from ``sha256(f"{seed}|{doc_id}")``, so a document's
 rows do not depend on sharding, batching or corpus order.

@@ -2,9 +2,9 @@
 
 The AV prompt contains a rare *injection token* inside ``<concept>…</concept>``. A position is a valid site
 only if it holds that token *and* its left/right neighbours are the ids recorded in the sidecar (so template
-drift is caught, official_nla.md §1.3). The vector, rescaled to ``injection_scale``, replaces the embedding
-layer's *output* row there — after any architecture embed scale (Gemma's ×√d), which therefore never
-applies to the injected row. One code path does this for SFT, RL scoring and generation: a forward hook on
+drift is caught, as in the reference implementation). The vector, rescaled to ``injection_scale``, replaces
+the embedding layer's *output* row there — after any architecture embed scale (Gemma's ×√d), which therefore
+never applies to the injected row. One code path does this for SFT, RL scoring and generation: a forward hook on
 the input-embedding module that scans the real ``input_ids`` it receives.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from nla_audit.chat_layout import chat_ids
 from nla_audit.errors import InjectionError, SidecarError
 from nla_audit.metrics import normalize
 from nla_audit.sidecar import AV_TEMPLATE, TokenMeta
@@ -62,11 +63,9 @@ def pick_injection_token(tokenizer: Any) -> tuple[str, int, str]:
 
 def av_prompt_ids(tokenizer: Any, template: str, injection_char: str) -> list[int]:
     """The canonical AV prompt: one user turn, the model's own chat template with a generation prompt,
-    rendered to text and encoded with ``add_special_tokens=False`` (no second BOS)."""
+    rendered to text and encoded with ``add_special_tokens=False`` (no second BOS; ``chat_layout.chat_ids``)."""
     content = template.replace("{injection_char}", injection_char).replace("<INJECT>", injection_char)
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                             add_generation_prompt=True)
-    return list(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+    return chat_ids(tokenizer, [{"role": "user", "content": content}], add_generation_prompt=True)
 
 
 def build_token_meta(tokenizer: Any, template: str = AV_TEMPLATE, injection_char: str | None = None,

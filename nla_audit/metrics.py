@@ -1,4 +1,4 @@
-"""Round-trip metrics (official_nla.md §2.5, §3.2). Pure tensor functions, all in float32.
+"""Round-trip metrics, defined as in the reference code. Pure tensor functions, all in float32.
 
 Both vectors are rescaled to L2 norm ``mse_scale`` (√d by default) before the MSE, so with s = √d,
 ``mse_nrm = 2 (1 − cos)`` ∈ [0, 4] and an orthogonal guess scores 2. ``fve_nrm = 1 − mse_nrm / B_rv`` where

@@ -1,6 +1,6 @@
 """The ``nla_meta.yaml`` sidecars: the one module that knows their schema.
 
-Two kinds, both compatible with the reference implementation (official_nla.md §5):
+Two kinds, both compatible with the reference implementation's files:
 
 * dataset sidecar (``kind: nla_dataset``, ``schema_version: 1``) at ``{parquet}.nla_meta.yaml``;
 * model sidecar (``kind: nla_model``, ``schema_version: 2``) at ``{checkpoint}/nla_meta.yaml``.
@@ -28,7 +28,7 @@ SIDECAR_NAME = "nla_meta.yaml"
 VALUE_HEAD_FILE = "value_head.safetensors"  # the AR's Linear(d, d) head, beside its sidecar
 INJECT_PLACEHOLDER = "<INJECT>"
 
-# Contract strings, verbatim from the reference (official_nla.md §1.1 and §2.3): they ship in every sidecar.
+# Contract strings, verbatim from the reference code: they ship in every sidecar.
 AV_TEMPLATE = (
     "You are a meticulous AI researcher conducting an important investigation into activation vectors from a "
     "language model. Your overall task is to describe the semantic content of that activation vector.\n\n"
@@ -41,7 +41,7 @@ AV_TEMPLATE = (
 )
 AR_TEMPLATE = "Summary of the following text: <text>{explanation}</text> <summary>"
 
-# FVE denominators published with the released checkpoints (official_nla.md §3.2), used when a released
+# FVE denominators published with the released checkpoints, used when a released
 # sidecar carries none: (base model, K) → B_rv.
 KNOWN_BASELINES = {
     ("Qwen/Qwen2.5-7B-Instruct", 20): 0.7335,
@@ -155,7 +155,7 @@ class ModelSidecar:
     injection_scale: float | None = None
     mse_scale: float | None = None
     stage: str = "sl"
-    baseline_rawvar: float | None = None  # B_rv, the fve_nrm denominator (official_nla.md §3.2)
+    baseline_rawvar: float | None = None  # B_rv, the fve_nrm denominator (``metrics``)
     baseline_mean_direction: float | None = None
     mean_direction: tuple[float, ...] | None = None  # normalised mean vector; lets the mean baseline be scored
     adapter: dict | None = None  # nla_audit: weights stored as LoRA adapters over base_checkpoint

@@ -1,4 +1,4 @@
-"""Activation parquet files: the reference schema (official_nla.md §5.4), streamed writes, numpy reads.
+"""Activation parquet files: the reference code's schema, streamed writes, numpy reads.
 
 Vectors are stored raw (unnormalised) as ``fixed_size_list<float32>[d_model]``: fixed-size lists avoid the
 int32 offset overflow of variable lists, and reads reshape the flat buffer instead of building Python lists.

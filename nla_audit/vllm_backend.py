@@ -43,7 +43,7 @@ def requests_for(av: ActivationVerbalizer, vectors: Any, dtype: torch.dtype = to
     emb = av.model.get_input_embeddings().weight.detach().cpu()
     embeds = build_prompt_embeds(emb, av.prompt_ids, v, av, embed_scale(av.model.config))
     if av.meta.require_injection_scale() >= 1000:
-        dtype = torch.float32  # bf16 is too coarse for large injection scales (official_nla.md §1.4)
+        dtype = torch.float32  # bf16 is too coarse for large injection scales
     return [{"prompt_embeds": e.to(dtype)} for e in embeds]
 
 

@@ -1,4 +1,4 @@
-"""Builders for tiny objects used across tests (style.md: builder functions, not fixtures everywhere)."""
+"""Builders for tiny objects used across tests (builder functions, not fixtures everywhere)."""
 
 from __future__ import annotations
 

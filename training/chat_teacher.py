@@ -136,8 +136,3 @@ def chat_explanation(layout: Any, pos: int, tok: Any, next_tokens: Sequence[str]
         paras[1] = doing  # inside a user message: what the user is writing is the request
     paras.append(f"{final} Likely next: {nexts}.")
     return "\n\n".join(paras)
-
-
-def rendered_prefix(layout: Any, tok: Any, pos: int) -> str:
-    """The transcript up to and including ``pos`` with its template tokens (what the Claude teacher reads)."""
-    return tok.decode(list(layout.ids[: pos + 1]), skip_special_tokens=False)

@@ -1,4 +1,4 @@
-"""GRPO for the AV with a live AR (official_nla.md §4.4), in one process.
+"""GRPO for the AV with a live AR (as in the reference code), in one process.
 
 Each step: take ``prompts_per_step`` activations; the AV samples ``group_size`` explanations for each at
 temperature 1 with the vector injected; the *current* AR scores every completed sample (reward

@@ -2,7 +2,7 @@
 
 Both start from the base instruct model (never the AR from the AV), with LoRA adapters on every
 attention/MLP projection; the AR's value head is a full ``Linear(d, d)`` initialised to the identity, so at
-step 0 the AR predicts block K's raw output (official_nla.md §2.2).
+step 0 the AR predicts block K's raw output (as the reference code initialises it).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def build_av(model: str, rank: int, alpha: float, device: str = "cpu", init_from
 
 
 def round_scale(mean_norm: float) -> float:
-    """'A round number a bit above the mean norm' (official_nla.md §1.4): 240.7 → 250, 125 → 150."""
+    """'A round number a bit above the mean norm', the reference code's rule: 240.7 → 250, 125 → 150."""
     step = 10 ** math.floor(math.log10(mean_norm)) / 2
     return float(math.ceil(mean_norm * 1.02 / step) * step)
 

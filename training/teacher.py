@@ -103,6 +103,7 @@ class OfflineTeacher:
         import torch
 
         from nla_audit.extract import special_token_ids
+        from nla_audit.padding import pad_batch
         from nla_audit.training.chat_teacher import chat_explanation
 
         specials = special_token_ids(self.target.tokenizer)
@@ -111,12 +112,7 @@ class OfflineTeacher:
         out: list[list[str]] = []
         for i in range(0, len(docs), self.batch_size):
             chunk = docs[i:i + self.batch_size]
-            width = max(max(d[1]) + 1 for d in chunk)
-            ids = torch.full((len(chunk), width), tok.pad_token_id or 0, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for b, (row, pos, *_) in enumerate(chunk):
-                n = max(pos) + 1
-                ids[b, :n], mask[b, :n] = torch.tensor(row[:n]), 1
+            ids, mask = pad_batch([row[:max(pos) + 1] for row, pos, *_ in chunk], tok.pad_token_id or 0)
             with torch.inference_mode():
                 logits = model(input_ids=ids.to(self.target.device), attention_mask=mask.to(self.target.device),
                                use_cache=False).logits

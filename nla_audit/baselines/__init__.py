@@ -7,6 +7,7 @@ Importing this package is cheap: ``sae_lens`` (about 9 s to import) is loaded on
 loaded.
 """
 
-from nla_audit.baselines.sae import SAEExplainer, Site, check_same_site
+from nla_audit.baselines.sae import SAEExplainer
+from nla_audit.site import Site, check_same_site
 
 __all__ = ["SAEExplainer", "Site", "check_same_site"]

@@ -152,9 +152,10 @@ def label_sae(sae_dir: str | Path, data: list[str], n_contexts: int = 8,
               labeller: ClaudeLabeller | None = None) -> dict:
     """Write ``labels.json`` into ``sae_dir`` from the top contexts in ``data`` (same site as the SAE)."""
     from nla_audit.atomic import atomic_write_text
-    from nla_audit.baselines.sae import Site, load_sae
+    from nla_audit.baselines.sae import load_sae
     from nla_audit.baselines.sae_train import load_site_vectors
     from nla_audit.sidecar import now_iso
+    from nla_audit.site import Site
 
     if n_contexts < 1:
         raise InputError(f"contexts per latent is {n_contexts}", expected="an integer >= 1")

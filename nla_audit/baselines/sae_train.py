@@ -3,7 +3,7 @@
 The SAE itself, its TopK/BatchTopK activation, the dead-latent auxiliary loss, the activation normalisation
 (inputs scaled to mean norm √d while training, folded into the weights afterwards) and the BatchTopK →
 JumpReLU conversion at save time are SAELens's (``SAETrainer`` and the ``*TrainingSAE`` classes), never
-re-implemented here (ecosystem.md §4.4). This module only feeds it in-memory activations through SAELens's
+re-implemented here. This module only feeds it in-memory activations through SAELens's
 public trainer seams (``step`` / ``maybe_reset_sparsity`` / ``set_final_sae_metadata``, the same ones its own
 ``MultiSAETrainer`` drives), so that a rich progress bar and the loss curve come for free.
 
@@ -29,12 +29,12 @@ import torch
 from nla_audit.baselines.sae import (
     METRICS_NAME,
     SAELENS_FILES,
-    Site,
     check_vectors,
     import_sae_lens,
     write_sae_meta,
 )
 from nla_audit.errors import ConfigError, InputError
+from nla_audit.site import Site
 
 ARCHS = ("topk", "batchtopk")
 DTYPES = ("float32", "bfloat16")

@@ -76,8 +76,9 @@ def run_label(args) -> int:
 def run_explain(args) -> int:
     import torch
 
-    from nla_audit.baselines.sae import SAEExplainer, check_same_site
+    from nla_audit.baselines.sae import SAEExplainer
     from nla_audit.errors import InputError
+    from nla_audit.site import check_same_site
     from nla_audit.vectors import read_vectors
 
     if args.limit < 1 or args.top < 1:

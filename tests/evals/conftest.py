@@ -1,7 +1,7 @@
 """Eval-test fixtures: an untrained tiny NLA over the tiny Llama, and scripted graders for mockllm.
 
 Every scripted ``ModelOutput`` carries an explicit ``ModelUsage``: without it mockllm counts tokens with
-tiktoken, which tries to download an encoding (no network here; ecosystem.md §1.3).
+tiktoken, which tries to download an encoding (and tests run without a network).
 """
 
 from __future__ import annotations
