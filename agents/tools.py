@@ -1,8 +1,8 @@
 """The auditor's tools, written once: plain typed async functions whose docstrings are the model's instructions.
 
 ``audit_tools(session)`` returns them bound to one ``AuditSession``. ``graph.py`` wraps them for langgraph and
-``inspect_tools.py`` for inspect-ai; neither adds logic, so a docstring or a check is never written twice
-(style.md §10). A mistake the model can fix (unknown transcript id, position out of range) raises
+``inspect_tools.py`` for inspect-ai; neither adds logic, so a docstring or a check is never written twice.
+A mistake the model can fix (unknown transcript id, position out of range) raises
 ``AuditToolError``, which both wrappers hand back to the model as the tool's answer instead of ending the run.
 """
 
@@ -156,16 +156,16 @@ def audit_tools(session: AuditSession) -> list[Tool]:
                            for p, r in zip(pos, rows))
 
     @recoverable
-    async def steer(transcript_id: str, position: int, edit: str, strength: float = 4.0) -> str:
+    async def steer(transcript_id: str, position: int, edit: str, strength: float = 0.5) -> str:
         """Test an explanation causally: take the NLA's explanation at one token, edit one idea in it, and add the
-        edit's direction (AR(edit) - AR(original)) to the model's activation from that token on; compare how the
-        model continues with and without it. If the continuation follows the edit, the model uses that idea there.
+        edit's direction (AR(edit) - AR(original)) to the model's activation at that token; compare how the model
+        continues with and without it. If the continuation follows the edit, the model uses that idea there.
 
         Args:
             transcript_id: a transcript id such as "t0".
             position: the token to explain and steer from (negative counts from the end).
             edit: the explanation at that token, rewritten with one idea changed (read it first with explain).
-            strength: the vector's size as a multiple of the activation's norm (2-8 is typical).
+            strength: the vector's size as a multiple of the activation's norm (0.25-1 works best; 0.5 default).
 
         Returns:
             The original explanation, then the continuation without and with the steering vector.
@@ -173,7 +173,7 @@ def audit_tools(session: AuditSession) -> list[Tool]:
         from nla_audit.steering import compare
 
         if not 0 < strength <= 32:
-            raise AuditToolError(f"strength {strength}: use a value in (0, 32], e.g. 4")
+            raise AuditToolError(f"strength {strength}: use a value in (0, 32], e.g. 0.5")
         tr = await session.run(_transcript, session, transcript_id)
         pos = parse_positions(str(position), len(tr.ids), 1)[0]
         cached = await session.run(session.explain_positions, transcript_id, [pos])

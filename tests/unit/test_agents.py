@@ -428,7 +428,7 @@ def test_steer_tool_compares_continuations_and_refuses_bad_input(nla_dirs):
     tools = {t.__name__: t for t in audit_tools(sess)}
     asyncio.run(tools["chat"](message="hello"))
     out = asyncio.run(tools["steer"](transcript_id="t0", position=-2, edit="talks about the sea"))
-    assert "explanation:" in out and "without steering:" in out and "with steering (strength 4.0):" in out
+    assert "explanation:" in out and "without steering:" in out and "with steering (strength 0.5):" in out
     with pytest.raises(AuditToolError, match="strength"):
         asyncio.run(tools["steer"](transcript_id="t0", position=-2, edit="x", strength=0))
     with pytest.raises(AuditToolError, match="empty"):

@@ -118,3 +118,20 @@ def test_next_token_shift_is_zero_without_a_direction_and_grows_with_strength(ti
     assert 0 < weak < strong
     with pytest.raises(InputError, match="width"):
         next_token_shift(tiny_target, 1, ids, torch.ones(7), 1.0)
+
+
+def test_compare_steers_the_token_alone_unless_onward(tiny_model_dir, tmp_path):
+    from nla_audit.nla import NLA
+    from nla_audit.steering import compare
+    from tests.builders import build_tiny_nla
+
+    av, ar = build_tiny_nla(tiny_model_dir, tmp_path)
+    nla = NLA.load(av, ar, dtype="float32", device="cpu")
+    ids, expl, edit = [1, 400, 401, 402, 403], "The text is about cats.", "The text is about the sea."
+    direction = nla_direction(nla, expl, edit)
+    norm = float(nla.target.model(torch.tensor([ids]), output_hidden_states=True).hidden_states[nla.layer + 1][0, 3]
+                 .norm())
+    for onward, span in ((False, "3"), (True, "3:")):
+        res = compare(nla, ids, 3, edit, 30.0, max_new_tokens=4, explanation=expl, onward=onward)
+        assert res.onward is onward and res.strength == 30.0
+        assert res.steered[0] == steer(nla.target, nla.layer, ids[:4], direction, span, 30.0, 4, norm=norm)
