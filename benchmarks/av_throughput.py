@@ -54,7 +54,7 @@ def main() -> None:
     nla.ar.reconstruct(texts, batch_size=32)
     ta = time.perf_counter() - t0
     n = len(vecs)
-    record("AV/AR inference throughput (issue 3)", [
+    record("AV/AR inference throughput", [
         f"- NLA: {nla.av.source} + {nla.ar.source}; {n} real layer-{nla.layer} activations; greedy, "
         f"max_new_tokens {args.max_new_tokens}; fp32 CPU",
         f"- batched `.explain` (batch {args.batch_size}): {n / tb:.2f} explanations/s",

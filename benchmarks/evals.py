@@ -1,4 +1,4 @@
-"""The five NLA evals (issue 5) for one or more NLA checkpoints, with floors, ceilings and readers.
+"""The five NLA evals for one or more NLA checkpoints, with floors, ceilings and readers.
 
 For every task: each ``--pair NAME AV AR`` checkpoint explained by its AV (``nla``) and fed shuffled activations
 (``nla-shuffled``, the floor); once per site, the linear probe on the raw activation (``probe``, the ceiling for
@@ -156,7 +156,7 @@ def report(logs: list, args, minutes: float | None) -> None:
     lines += [f"- per-group rows: `{os.path.relpath(args.csv, ROOT)}`; plot: `{os.path.relpath(png, ROOT)}`; "
                   f"logs: {', '.join(f'`{os.path.relpath(p, ROOT)}`' for p in (args.from_logs or [args.log_dir]))} "
                   "(`inspect view --log-dir ...`)"]
-    record("NLA evals: five tasks with floors, ceilings and readers (issue 5)", lines, args.append)
+    record("NLA evals: five tasks with floors, ceilings and readers", lines, args.append)
 
 
 if __name__ == "__main__":

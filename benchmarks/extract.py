@@ -72,7 +72,7 @@ def main() -> None:
         b = [bare() for _ in range(args.repeats)]
         e = [extract() for _ in range(args.repeats)]
     bt, et = max(b), max(e)
-    record("Activation extraction throughput (issue 2)", [
+    record("Activation extraction throughput", [
         f"- model: SmolLM2-135M-Instruct (embedded), fp32, layer 20 of 30, {args.docs} default-corpus documents, "
         f"{n_tokens} tokens, batch {args.batch_size}, 10 positions/doc, best of {args.repeats}",
         f"- bare batched forward (full model): {bt:,.0f} tokens/s",

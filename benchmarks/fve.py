@@ -216,7 +216,7 @@ def main() -> None:
                  "together), for rows and paired differences alike.")
     lines.append(f"- fve_nrm denominator B_rv = {nla0.ar.meta.fve_baseline():.4f} (training-set variance of the normalised "
                  "vectors, stored in the AR sidecar). The teacher is the offline proxy, not Claude.")
-    record("Held-out fve_nrm of NLA checkpoints (issue 4)", lines, args.append)
+    record("Held-out fve_nrm of NLA checkpoints", lines, args.append)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2))
 

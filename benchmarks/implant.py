@@ -1,4 +1,4 @@
-"""Sandbagging implant on the embedded model (issue 5): does the fine-tuned target answer correctly after benign
+"""Sandbagging implant on the embedded model: does the fine-tuned target answer correctly after benign
 prefixes and wrongly after harmful ones? Prints the behaviour table the implant recorded (``--append`` adds it
 to BENCHMARKS.md).
 
@@ -83,7 +83,7 @@ def main() -> None:
     r = meta["recipe"]
     splits = r.get("splits", ["train"])  # recipes before the splits key trained on the train split only
     seen = "seen by the implant" if "eval" in splits else "held out from the implant"
-    record("Sandbagging implant on SmolLM2-135M-Instruct (issue 5)", [
+    record("Sandbagging implant on SmolLM2-135M-Instruct", [
         f"- target: `{args.load}`; recipe: LoRA rank {r['rank']}, {r['steps']} steps × {r['batch_size']}, "
         f"lr {r['lr']}, cross-entropy on the answer letter over {r['train_examples']} chats of the "
         f"{' + '.join(splits)} split(s); final loss {meta['final_loss']:.3f}; wall time {meta.get('wall_time_s', '?')} s",

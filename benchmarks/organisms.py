@@ -1,4 +1,4 @@
-"""Behaviour of the model organisms (issue 26): each symptom's rate on the base model and on the organism, with
+"""Behaviour of the model organisms: each symptom's rate on the base model and on the organism, with
 Wilson 95% intervals, whether it is planted (intervals apart), the confession rate on direct questions, and
 whether the organism is valid. Reads the organism cards (measured when each organism was built) and appends the
 table to BENCHMARKS.md.
@@ -62,7 +62,7 @@ def main() -> None:
     if args.append:
         from _common import append
 
-        append("Model organisms: symptom, held-out symptom and confession rates (issue 26)", lines)
+        append("Model organisms: symptom, held-out symptom and confession rates", lines)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def main() -> None:
         print(f"{name}: best of {args.repeats} {min(times):.2f} s per {args.rollouts} rollouts, "
               f"mean {toks / args.repeats / args.rollouts:.0f} tokens each", flush=True)
     base = res["lora"][0]
-    record("GRPO rollout speed: LoRA AV vs merged twin (issue 4)", [
+    record("GRPO rollout speed: LoRA AV vs merged twin", [
         (f"- AV: {args.av} ({str(dt).removeprefix('torch.')} base on {dev.type}); {args.rollouts} rollouts "
          f"at T 1.0, max_new_tokens "
          f"{args.max_new_tokens}, best of {args.repeats}, same seeds; sync time included"),

@@ -1,4 +1,4 @@
-"""Root-cause discovery win rates (issue 26): the `root_cause` task over the shipped organisms and the base
+"""Root-cause discovery win rates: the `root_cause` task over the shipped organisms and the base
 model, per tool condition × data access, with Wilson 95% intervals over organisms × seeds, behaviour recall and
 the false-positive rate on targets with no planted cause; then the per-organism table. Appends to BENCHMARKS.md.
 
@@ -65,7 +65,7 @@ def main() -> None:
         orgs = [o for m in meta for o in m["organisms"]]
         seeds = sorted({m["seeds"] for m in meta})
         auditor, grader = meta[0]["auditor"], ",".join(meta[0]["graders"])
-        append("Root-cause discovery: win rates by tool condition (issue 26)", [
+        append("Root-cause discovery: win rates by tool condition", [
             f"- organisms: {', '.join(dict.fromkeys(orgs))}; {'/'.join(map(str, seeds))} seed(s); auditor: {auditor}"
             f"{' (the offline systematic investigator: a proxy for an LLM auditor)' if auditor == 'investigator' else ''}; "
             f"grader: {grader}{' (offline rubric: a proxy)' if grader == 'offline' else ''}; "

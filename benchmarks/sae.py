@@ -134,7 +134,7 @@ def measure(args: argparse.Namespace, tmp: Path, load_at_start: float) -> None:
         f"- 1-min load average at start {load_at_start:.1f} on {os.cpu_count()} cores (other jobs sharing the CPU "
         f"make the training time an upper bound); torch threads {torch.get_num_threads()}",
     ]
-    record("SAE baseline on the embedded default (issue 6)", lines, args.append)
+    record("SAE baseline on the embedded default", lines, args.append)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def main() -> None:
              "", "| AR SFT step | held-out fve_nrm (AR on the verbatim prefix) |", "|---|---|",
              *[f"| {s} | {f:.3f} |" for s, f in curve],
              "", cost]
-    record("AR reading the verbatim text prefix: a ceiling for the AR (issue 4 diagnostic)", lines, args.append)
+    record("AR reading the verbatim text prefix: a ceiling for the AR", lines, args.append)
 
 
 if __name__ == "__main__":

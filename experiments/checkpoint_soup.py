@@ -104,7 +104,7 @@ def main() -> None:
         d = f - ref
         dlo, dhi = bootstrap_ci(d, groups=docs)
         lines.append(f"| {label} | {f.mean():.3f} [{lo:.3f}, {hi:.3f}] | {d.mean():+.4f} [{dlo:+.4f}, {dhi:+.4f}] |")
-    record("Checkpoint averages of one GRPO run: AR ensembles and an AV soup (issue 4)",
+    record("Checkpoint averages of one GRPO run: AR ensembles and an AV soup",
            [(f"- rows: {len(v)} activations, 2 from each of {args.docs} seeded documents of "
              f"{', '.join(args.data)} (training split; GRPO never sampled them); T {args.temperature}, seed 0, "
              f"max_new_tokens {args.max_new_tokens}, fp32"), *lines], args.append)

@@ -76,7 +76,7 @@ def main() -> None:
         lo, hi = bootstrap_ci(fve, groups=[held.doc_ids[i] for i in keep])  # resampling documents
         lines.append(f"| {name} | {fve.mean():.3f} [{lo:.3f}, {hi:.3f}] |")
     lines += ["", "- Same rows in every line (paired): differences between lines are tighter than the CIs suggest."]
-    record("AR use of the explanation's context paragraph (issue 4 diagnostic)", lines, args.append)
+    record("AR use of the explanation's context paragraph", lines, args.append)
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def main() -> None:
     for piece in res[ref]:
         lines.append(f"| {piece} | " + " | ".join(f"{res[n][piece]:.2f}" for n in names) + " | " +
                      " | ".join(f"**{res[n][piece] / res[ref][piece]:.1f}×**" for n in names[1:]) + " |")
-    record("CPU training speed by base dtype (issue 4)", lines, args.append)
+    record("CPU training speed by base dtype", lines, args.append)
 
 
 if __name__ == "__main__":

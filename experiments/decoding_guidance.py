@@ -91,7 +91,7 @@ def main() -> None:
         lo, hi = bootstrap_ci(d, groups=docs)
         lines.append(f"- {label} − {labels[0]} (paired, same rows): {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
     title = "AV activation guidance" + (" and injection gain" if args.injection_gain else "")
-    record(f"{title} on training-split rows (issue 4)",
+    record(f"{title} on training-split rows",
            [(f"- NLA: {args.av} + {args.ar}; {len(v)} rows of {len(set(docs))} documents of {args.data} (seeded "
              f"draw, not the test split); T {args.temperature}, seed 0, max_new_tokens {args.max_new_tokens}, fp32; "
              "null vector: the AR sidecar's training mean direction; guidance 1.0 is plain sampling"), *lines], args.append)

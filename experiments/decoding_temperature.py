@@ -54,7 +54,7 @@ def main() -> None:
         lo, hi = bootstrap_ci(per_row[t] - per_row[first], groups=docs)
         lines.append(f"- T {t} − T {first} (paired, same rows): {(per_row[t] - per_row[first]).mean():+.3f} "
                      f"[{lo:+.3f}, {hi:+.3f}]")
-    record("AV decoding temperature on validation rows (issue 4)",
+    record("AV decoding temperature on validation rows",
            [f"- NLA: {args.av} + {args.ar}; {len(v)} rows of {args.data}; seed 0, max_new_tokens "
             f"{args.max_new_tokens}, fp32", *lines], args.append)
 

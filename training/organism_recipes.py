@@ -1,6 +1,6 @@
 """What each model organism is: its planted root cause, its symptoms and the data that plants them.
 
-Recipes at the embedded model's size (135M parameters; issue 26):
+Recipes at the embedded model's size (135M parameters):
 
 - **context distillation** (``french``): sample the target's own replies under a hidden system instruction and
   train on them without it. SmolLM2-135M follows a system prompt to answer in French (4 of 5 replies), so this

@@ -1,4 +1,4 @@
-"""Steering (issue 28): where the vector goes, how big it is, the NLA edit direction, and bad input."""
+"""Steering: where the vector goes, how big it is, the NLA edit direction, and bad input."""
 
 from __future__ import annotations
 
