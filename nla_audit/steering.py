@@ -202,9 +202,9 @@ class SteeringResult:
 
 def chat_prompt_ids(tokenizer: Any, messages: list[dict]) -> list[int]:
     """A chat's token ids, with the generation prompt when it ends on a user turn (the reply is what is steered)."""
-    gen = messages[-1]["role"] == "user"
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    from nla_audit.chat_layout import chat_ids
+
+    return chat_ids(tokenizer, messages, add_generation_prompt=messages[-1]["role"] == "user")
 
 
 def compare(nla: Any, ids: list[int], position: int, edit: str, strength: float = DEFAULT_STRENGTH, samples: int = 1,
