@@ -59,14 +59,15 @@ def best_of_rows(nla, v, args, results: dict, docs: list, single, name: str) -> 
     import torch
 
     from nla_audit.evals._fve import bootstrap_ci
-    from nla_audit.metrics import cosine, mse_nrm, normalize
+    from nla_audit.metrics import normalize
     from nla_audit.nla import best_sample, consensus_sample
+    from nla_audit.roundtrip import score_reconstructions
 
     k, s, base = args.best_of, nla.ar.meta.mse_scale, nla.ar.meta.fve_baseline()
     expl, pred = nla.sample_explanations(v, k, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                          batch_size=args.batch_size, seed=1)
-    rows, ok = v.repeat_interleave(k, dim=0), torch.tensor([e.ok for e in expl])
-    mse = mse_nrm(pred, rows, s)
+    scored, ok = score_reconstructions(pred, v.repeat_interleave(k, dim=0), s, base), torch.tensor([e.ok for e in expl])
+    mse = scored.mse
     picks = {f"first of the {k} (one sample of the same draw)": torch.arange(len(v)) * k,
              f"best-of-{k} closest (AR-selected against the activation)": best_sample(mse, ok, k)}
     sub = [j for j in (4, 8, 16, 32) if j < k] + ([k] if k >= 3 else [])  # of 2, the mean is the midpoint: a tie
@@ -77,9 +78,9 @@ def best_of_rows(nla, v, args, results: dict, docs: list, single, name: str) -> 
     out = []
     for rule, keep in picks.items():
         label = f"{name} · {rule}"
-        fve = 1 - mse[keep] / base
-        out.append(table_row(results, label, fve, mse[keep], cosine(pred[keep], v),
-                             (~ok[keep]).float().mean().item(), docs=docs))
+        kept = scored.take(keep)
+        fve = kept.require_fve()
+        out.append(table_row(results, label, fve, kept.mse, kept.cos, (~ok[keep]).float().mean().item(), docs=docs))
         results[label].update(examples=[expl[i].text for i in keep[:3].tolist()], fve_rows=fve.tolist())
         d = fve.numpy() - single
         lo, hi = bootstrap_ci(d, groups=docs)
@@ -152,8 +153,8 @@ def main() -> None:
     from _common import record
 
     from nla_audit.evals._fve import heldout_from_corpus
-    from nla_audit.metrics import cosine, derangement, mse_nrm
     from nla_audit.nla import NLA
+    from nla_audit.roundtrip import round_trip, score_texts
     from nla_audit.training.teacher import OfflineTeacher
 
     lines, results = [], {}
@@ -162,7 +163,6 @@ def main() -> None:
     v, cols = held.vectors, {"doc_id": held.doc_ids, "detokenized_text_truncated": held.texts}
     docs = list(held.doc_ids)  # every CI below resamples documents, not rows
     n = len(v)
-    perm = derangement(n, 0)  # the one floor: every row reads another row's activation
     lines.append(f"- held-out: {n} activations from {len(set(cols['doc_id']))} test-split documents of the default "
                  f"corpus (never used in training), layer {nla0.layer}, "
                  f"{'greedy' if args.temperature == 0 else f'temperature {args.temperature}'}, max_new_tokens {args.max_new_tokens}")
@@ -178,22 +178,21 @@ def main() -> None:
         nla = NLA.load(av, ar, dtype="float32")
         nla._target = nla0.target
         base = nla.ar.meta.fve_baseline()
-        for label, inp in ((name, v), (f"{name} · floor (shuffled activations)", v[perm])):
-            expl = nla.av.explain(inp, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, temperature=args.temperature,
-                                  seed=0 if args.temperature > 0 else None)
-            pred = nla.ar.reconstruct([e.text for e in expl])
-            mse = mse_nrm(pred, v, nla.ar.meta.mse_scale)
-            fail = sum(not e.ok for e in expl) / n
-            lines.append(table_row(results, label, 1 - mse / base, mse, cosine(pred, v), fail,
+        # the floor: every row reads another row's activation (the derangement with seed 0), scored against its own
+        for label, shuffled in ((name, False), (f"{name} · floor (shuffled activations)", True)):
+            rt = round_trip(nla.av, nla.ar, v, base, shuffled=shuffled, seed=0, max_new_tokens=args.max_new_tokens,
+                            batch_size=args.batch_size, temperature=args.temperature)
+            fve = rt.require_fve()
+            lines.append(table_row(results, label, fve, rt.mse, rt.cos, rt.failed_rate,
                                    run_cost(Path(av), Path(ar)) if label == name else "", docs))
-            results[label].update(examples=[e.text for e in expl[:3]], fve_rows=(1 - mse / base).tolist())
+            results[label].update(examples=rt.texts[:3], fve_rows=fve.tolist())
             if label == name:
-                single[name] = (1 - mse / base).numpy()
+                single[name] = fve.numpy()
         if args.best_of > 1:
             lines += best_of_rows(nla, v, args, results, docs, single[name], name)
         # what the AR does with the offline teacher's explanation of the same position (text-side reference)
-        mse_t = mse_nrm(nla.ar.reconstruct(teacher_texts), v, nla.ar.meta.mse_scale)
-        lines.append(table_row(results, f"{name} · AR on teacher explanations (reference)", 1 - mse_t / base, mse_t,
+        t = score_texts(nla.ar, teacher_texts, v, base)
+        lines.append(table_row(results, f"{name} · AR on teacher explanations (reference)", t.require_fve(), t.mse,
                                docs=docs))
     lines += paired_differences(single, docs)
     if args.lookup_data:

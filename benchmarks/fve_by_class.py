@@ -110,8 +110,8 @@ def _key(av: str, ar: str, sets: dict, max_new_tokens: int) -> str:
 
 def score_pair(av: str, ar: str, sets: dict, args, target) -> dict:
     """{set name: {"fve": [...], "floor": [...], "texts": [...]}} with raw mse; fve is made later on one baseline."""
-    from nla_audit.metrics import derangement, mse_nrm
     from nla_audit.nla import NLA
+    from nla_audit.roundtrip import round_trip
 
     cache = Path(args.cache) / f"{_key(av, ar, sets, args.max_new_tokens)}.json"
     if cache.exists():
@@ -121,13 +121,13 @@ def score_pair(av: str, ar: str, sets: dict, args, target) -> dict:
     out = {}
     for name, (v, _) in sets.items():
         res = {}
-        for label, inp in (("mse", v), ("floor_mse", v[derangement(len(v), 0)])):
-            expl = nla.av.explain(inp, max_new_tokens=args.max_new_tokens, batch_size=16, temperature=0.0)
-            pred = nla.ar.reconstruct([e.text for e in expl])
-            res[label] = mse_nrm(pred, v, nla.ar.meta.mse_scale).tolist()
+        for label, shuffled in (("mse", False), ("floor_mse", True)):  # floor: the derangement with seed 0
+            rt = round_trip(nla.av, nla.ar, v, shuffled=shuffled, seed=0, max_new_tokens=args.max_new_tokens,
+                            batch_size=16, temperature=0.0)
+            res[label] = rt.mse.tolist()
             if label == "mse":
-                res["texts"] = [e.text for e in expl]
-                res["failed"] = sum(not e.ok for e in expl) / len(expl)
+                res["texts"] = rt.texts
+                res["failed"] = rt.failed_rate
         out[name] = res
         print(f"[fve_by_class] {av}: {name} done", file=sys.stderr, flush=True)
     cache.parent.mkdir(parents=True, exist_ok=True)

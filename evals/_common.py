@@ -134,8 +134,9 @@ def _build_task(spec: TaskSpec, **params: Any) -> Task:
     runner = Runner(spec, ds, cfg)
     roles = _grader_roles(cfg)
     graders = ["probe"] if cfg.explainer == "probe" else (["embed", "model"] if cfg.grader == "both" else [cfg.grader])
-    meta = {"task": spec.name, "kind": spec.kind, "explainer": cfg.explainer, "checkpoint": runner.site.checkpoint,
-            "model": runner.site.model, "layer": runner.site.layer, "av": runner.site.av, "ar": runner.site.ar,
+    meta = {"task": spec.name, "kind": spec.kind, "explainer": cfg.explainer, "checkpoint": runner.subject.checkpoint,
+            "model": runner.subject.model, "layer": runner.subject.layer, "av": runner.subject.av,
+            "ar": runner.subject.ar,
             "dataset_version": ds.version, "dataset_seed": ds.seed, "n_eval": len(runner.eval_items),
             "n_train": len(runner.train_items), "graders": graders,
             "temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens}

@@ -1,10 +1,10 @@
 """Held-out reconstruction (fve_nrm) of any explainer that can reconstruct, on one set of activations.
 
 The NLA reconstructs through its own round trip (AV explanation → AR); the SAE through its decoder; the floor is
-the NLA fed *shuffled* activations and scored against the true ones. All rows use the NLA's definition
-(``nla_audit.metrics``): vectors normalised to ``mse_scale`` (√d), fve_nrm = 1 − mse_nrm / B_rv with B_rv the
-training-set variance stored in the AR sidecar, so 0 means "no better than predicting the mean direction" and
-rows of different explainers compare directly.
+the NLA fed *shuffled* activations (a seeded derangement) and scored against the true ones. Every row is scored
+by ``nla_audit.roundtrip`` with the NLA's definition (``nla_audit.metrics``): vectors normalised to ``mse_scale``
+(√d), fve_nrm = 1 − mse_nrm / B_rv with B_rv the training-set variance stored in the AR sidecar, so 0 means "no
+better than predicting the mean direction" and rows of different explainers compare directly.
 
 Held-out data is either an extracted activation parquet (checked against the site through its dataset sidecar)
 or the ``test`` split of a corpus (the document-level split rule of ``nla-audit split``: sha256 of seed|doc id,
@@ -155,31 +155,32 @@ def training_overlap(doc_ids: list[str], trained_on: list[str]) -> str:
 
 # ------------------------------------------------------------------------------------------------ scoring
 def _metrics(pred: torch.Tensor, gold: torch.Tensor, mse_scale: float, base: float) -> tuple[np.ndarray, ...]:
-    from nla_audit.metrics import cosine, fve_nrm, mse_nrm
+    """(fve, mse, cos) per row as numpy, by ``roundtrip.score_reconstructions`` (every explainer alike)."""
+    from nla_audit.roundtrip import score_reconstructions
 
-    mse = mse_nrm(pred.float(), gold.float(), mse_scale)
-    return fve_nrm(mse, base).numpy(), mse.numpy(), cosine(pred.float(), gold.float()).numpy()
+    s = score_reconstructions(pred, gold, mse_scale, base)
+    return s.require_fve().numpy(), s.mse.numpy(), s.cos.numpy()
 
 
 def nla_reconstruction(nla: Any, data: Heldout, name: str, base: float, shuffled: bool = False,
                        temperature: float = 0.0, max_new_tokens: int = 96, batch_size: int = 16,
                        seed: int = 0) -> Reconstruction:
-    """The NLA round trip on every held-out row (or, as the floor, on a derangement of the rows), scored with
-    the common ``base`` (B_rv) so every row of a benchmark shares one denominator."""
+    """The NLA round trip (``roundtrip.round_trip``) on every held-out row, or, as the floor, on the derangement
+    of the rows by ``seed``; scored with the common ``base`` (B_rv) so every row of a benchmark shares one
+    denominator."""
+    from nla_audit.roundtrip import floor_order, round_trip
+
     gold = data.vectors
-    if shuffled and len(gold) < 2:
-        raise InputError("the shuffled floor needs at least 2 held-out activations", fix="pass more --docs")
-    inp = gold[derangement(len(gold), seed)] if shuffled else gold
-    nla.av.explain(inp[:1], max_new_tokens=2)  # warm-up, so one-off setup is not billed to the timing
+    if shuffled:
+        floor_order(len(gold), seed)  # fewer than 2 rows: refused before anything is generated
+    nla.av.explain(gold[:1], max_new_tokens=2)  # warm-up, so one-off setup is not billed to the timing
     t0 = time.perf_counter()
-    expl = nla.av.explain(inp, max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature,
-                          seed=seed if temperature > 0 else None)
-    pred = nla.ar.reconstruct([e.text for e in expl])
+    rt = round_trip(nla.av, nla.ar, gold, base, shuffled=shuffled, seed=seed, max_new_tokens=max_new_tokens,
+                    temperature=temperature, batch_size=batch_size)
     seconds = time.perf_counter() - t0
-    fve, mse, cos = _metrics(pred, gold, nla.ar.meta.mse_scale, base)
-    return Reconstruction(name, "nla-shuffled" if shuffled else "nla", name, fve, mse, cos, seconds,
-                          failed=sum(not e.ok for e in expl) / max(1, len(expl)),
-                          extra={"example": expl[0].text[:200] if expl else ""}, groups=list(data.doc_ids))
+    return Reconstruction(name, "nla-shuffled" if shuffled else "nla", name, rt.require_fve().numpy(),
+                          rt.mse.numpy(), rt.cos.numpy(), seconds, failed=rt.failed_rate,
+                          extra={"example": rt.texts[0][:200] if rt.explanations else ""}, groups=list(data.doc_ids))
 
 
 def sae_reconstruction(sae_explainer: Any, data: Heldout, mse_scale: float, base: float,

@@ -26,6 +26,7 @@ import anyio
 
 from nla_audit.errors import InputError, ModelLoadError
 from nla_audit.evals._items import DatasetFile, context_text, resolve_position, select
+from nla_audit.site import Site
 
 EXPLAINERS = ("nla", "nla-shuffled", "sae", "probe", "text")
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -108,17 +109,26 @@ def canonical_model(name: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class Site:
+class EvalSubject:
+    """What one eval run reads and with what: the target model and layer K whose activations it explains (the
+    ``site``), and the NLA checkpoint folders (None when no NLA is involved) with their label in result tables.
+    Not ``nla_audit.site.Site``, which is the (base model, layer, width) identity alone: this adds the checkpoints,
+    and ``model`` may be a fine-tune (an organism) that the NLA of its base reads."""
+
     model: str  # canonical name
     layer: int
     checkpoint: str  # label for tables ("-" when no NLA is involved)
     av: str | None
     ar: str | None
 
+    @property
+    def site(self) -> Site:
+        return Site(self.model, self.layer)
 
-def resolve_site(cfg: EvalConfig, ds: DatasetFile) -> Site:
-    """Where the eval reads activations, checked against the NLA checkpoint and the dataset; reads sidecars
-    and configs only (no weights)."""
+
+def resolve_subject(cfg: EvalConfig, ds: DatasetFile) -> EvalSubject:
+    """Where the eval reads activations and which NLA explains them, checked against the NLA checkpoint and the
+    dataset; reads sidecars and configs only (no weights)."""
     av, ar, nla_model, nla_layer = cfg.av, cfg.ar, None, None
     if cfg.uses_nla or av is not None:
         if av is None:
@@ -150,7 +160,7 @@ def resolve_site(cfg: EvalConfig, ds: DatasetFile) -> Site:
     label = cfg.label or (_label(av) if av is not None and cfg.uses_nla else "-")
     if cfg.explainer == "sae" and not cfg.label:
         label = f"sae:{Path(cfg.sae).name}"
-    return Site(model=model, layer=int(layer), checkpoint=label, av=av, ar=ar)
+    return EvalSubject(model=model, layer=int(layer), checkpoint=label, av=av, ar=ar)
 
 
 def _implant_marker(ds: DatasetFile) -> str | None:
@@ -242,7 +252,7 @@ class Runner:
 
     def __init__(self, spec: Any, ds: DatasetFile, cfg: EvalConfig) -> None:
         self.spec, self.ds, self.cfg = spec, ds, cfg
-        self.site = resolve_site(cfg, ds)
+        self.subject = resolve_subject(cfg, ds)
         self.eval_items = select(ds.items, "eval", cfg.n)
         self.train_items = select(ds.items, "train", cfg.probe_train)
         if not self.eval_items:
@@ -261,14 +271,14 @@ class Runner:
     # ---- heavy objects
     @property
     def nla(self):
-        return load_nla(self.site.av, self.site.ar, self.cfg.device) if self.site.av else None
+        return load_nla(self.subject.av, self.subject.ar, self.cfg.device) if self.subject.av else None
 
     @property
     def target(self):
         nla = self.nla if self.cfg.uses_nla else None
-        if nla is not None and self.site.model == canonical_model(nla.base_model):
+        if nla is not None and self.subject.model == canonical_model(nla.base_model):
             return nla.target  # the NLA's own copy: one model in memory, not two
-        return load_target_cached(self.site.model, self.cfg.device)  # e.g. an organism over the NLA's base
+        return load_target_cached(self.subject.model, self.cfg.device)  # e.g. an organism over the NLA's base
 
     def explainer(self):
         from nla_audit.explainer import NLAExplainer
@@ -277,11 +287,11 @@ class Runner:
             return NLAExplainer(self.nla, max_new_tokens=self.cfg.max_new_tokens, temperature=self.cfg.temperature,
                                 seed=self.cfg.seed)
         if self.cfg.explainer == "sae":
-            key = ("sae", self.cfg.sae, self.site.model, self.site.layer)
+            key = ("sae", self.cfg.sae, self.subject.model, self.subject.layer)
             exp = _cached(key, lambda: load_sae_explainer(self.cfg.sae, self.cfg.device))
             from nla_audit.site import check_same_site
 
-            check_same_site(exp, (self.site.model, self.site.layer))  # hub id and local copy of it match
+            check_same_site(exp, self.subject.site)  # hub id and local copy of it match
             return exp
         return None
 
@@ -305,7 +315,7 @@ class Runner:
         for i in range(0, len(prepared), chunk):
             part = prepared[i:i + chunk]
             with _COMPUTE:
-                hidden = block_outputs(target.model, self.site.layer, [p[0] for p in part], pad)
+                hidden = block_outputs(target.model, self.subject.layer, [p[0] for p in part], pad)
             for j, (ids, pos, info) in enumerate(part):
                 info = {**info, "position": pos, "token": tok.decode([ids[pos]]), "n_tokens": len(ids)}
                 self._acts[items[i + j]["id"]] = (hidden[j, pos].clone(), info)
@@ -348,15 +358,17 @@ class Runner:
         return out
 
     def _fve(self, texts: list[str], gold) -> list[float | None]:
-        from nla_audit.metrics import fve_nrm, mse_nrm
+        """Each explanation's round-trip fve_nrm against the activation of *its own* item (for the floor too: the
+        explanation was read from the partner's activation), by ``roundtrip.score_texts``."""
+        from nla_audit.roundtrip import score_texts
 
         ar = self.nla.ar
         base = ar.meta.fve_baseline()
         if base is None:
             return [None] * len(texts)
         with _COMPUTE:
-            pred = ar.reconstruct(texts)
-        return [round(float(x), 4) for x in fve_nrm(mse_nrm(pred, gold, ar.meta.mse_scale), base)]
+            scored = score_texts(ar, texts, gold, base)
+        return [round(float(x), 4) for x in scored.require_fve()]
 
     async def explain(self, item: dict) -> dict:
         """Queue ``item``; whoever holds the lock runs a batch of everything pending (own item first)."""

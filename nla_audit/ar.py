@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from nla_audit.errors import InputError, SidecarError
-from nla_audit.metrics import cosine, fve_nrm, mse_nrm
+from nla_audit.roundtrip import score_texts
 from nla_audit.sidecar import AR_TEMPLATE, VALUE_HEAD_FILE, ModelSidecar  # noqa: F401  (VALUE_HEAD_FILE re-exported)
 
 PER_LAYER_KEYS = ("layer_types", "no_rope_layers", "sliding_window_pattern_list")
@@ -130,13 +130,11 @@ class ActivationReconstructor(nn.Module):
         return torch.cat(preds).cpu() if preds else torch.zeros((0, self.meta.d_model))
 
     def score(self, explanations: list[str], gold: torch.Tensor, batch_size: int = 32) -> dict[str, torch.Tensor]:
-        """mse_nrm, cos and (when the sidecar has a baseline) fve_nrm per row."""
-        pred = self.reconstruct(explanations, batch_size)
-        mse = mse_nrm(pred, gold, self.meta.require_mse_scale())
-        out = {"mse_nrm": mse, "cos": cosine(pred, gold), "pred": pred}
-        base = self.meta.fve_baseline()
-        if base is not None:
-            out["fve_nrm"] = fve_nrm(mse, base)
+        """mse_nrm, cos and (when the sidecar has a baseline) fve_nrm per row (``roundtrip.score_texts``)."""
+        s = score_texts(self, explanations, gold, self.meta.fve_baseline(), batch_size)
+        out = {"mse_nrm": s.mse, "cos": s.cos, "pred": s.pred}
+        if s.fve is not None:
+            out["fve_nrm"] = s.fve
         return out
 
 

@@ -1,6 +1,6 @@
 """An NLA pair (AV + AR) bound to its target model: the object tools, evals and the CLI wrap.
 
-``explain_vectors`` gives each vector an explanation and the AR's round-trip score; ``explain_document``
+``explain_vectors`` gives each vector an explanation and the AR's round-trip score (``nla_audit.roundtrip``); ``explain_document``
 extracts the target's block-K activations over a text or chat transcript and explains chosen positions.
 """
 
@@ -16,7 +16,8 @@ from nla_audit.ar import ActivationReconstructor
 from nla_audit.av import ActivationVerbalizer, validate_vectors
 from nla_audit.corpus import Document, tokenize_document
 from nla_audit.errors import InputError, ModelLoadError
-from nla_audit.metrics import cosine, fve_nrm, mse_nrm, normalize
+from nla_audit.metrics import normalize
+from nla_audit.roundtrip import score_reconstructions
 
 PICKS = ("closest", "consensus")
 MAX_DOCUMENT_TOKENS = 2048  # a transcript is read up to here (the AR/AV were trained on far shorter contexts)
@@ -115,16 +116,14 @@ class NLA:
         extra = {"progress": progress} if progress is not None and self.generator is self.av else {}
         expl, pred = self.sample_explanations(v, best_of, max_new_tokens=max_new_tokens, temperature=temperature,
                                               batch_size=batch_size, seed=seed, **extra)
-        rows = v.repeat_interleave(best_of, dim=0)
-        mse = mse_nrm(pred, rows, self.ar.meta.require_mse_scale())
+        scale = self.ar.meta.require_mse_scale()
+        scored = score_reconstructions(pred, v.repeat_interleave(best_of, dim=0), scale, self.ar.meta.fve_baseline())
         ok = torch.tensor([e.ok for e in expl])
-        keep = (best_sample(mse, ok, best_of) if pick == "closest"
-                else consensus_sample(normalize(pred, self.ar.meta.require_mse_scale()), ok, best_of))
-        mse, cos = mse[keep], cosine(pred[keep], v)
-        base = self.ar.meta.fve_baseline()
-        fve = fve_nrm(mse, base) if base is not None else None
-        return [ExplainedActivation(explanation=e.text, ok=e.ok, truncated=e.truncated, mse_nrm=float(mse[i]),
-                                    cos=float(cos[i]), fve_nrm=None if fve is None else float(fve[i]),
+        keep = (best_sample(scored.mse, ok, best_of) if pick == "closest"
+                else consensus_sample(normalize(pred, scale), ok, best_of))
+        s = scored.take(keep)
+        return [ExplainedActivation(explanation=e.text, ok=e.ok, truncated=e.truncated, mse_nrm=float(s.mse[i]),
+                                    cos=float(s.cos[i]), fve_nrm=None if s.fve is None else float(s.fve[i]),
                                     norm=float(v[i].norm()), warning=e.warning, best_of=best_of, pick=pick)
                 for i, e in enumerate(expl[j] for j in keep.tolist())]
 

@@ -138,15 +138,15 @@ def _sampler(cfg: AVTextsConfig):
             return {"text": [e.text for e in expl], "ok": [bool(e.ok) for e in expl]}
 
         return one
-    from nla_audit.metrics import mse_nrm
     from nla_audit.nla import NLA, best_sample
+    from nla_audit.roundtrip import score_reconstructions
 
     nla, k = NLA.load(cfg.av, cfg.ar, dtype=cfg.dtype, device=None if cfg.device == "auto" else cfg.device), cfg.best_of
 
     def best(v: np.ndarray, seed: int | None) -> dict:
         t = torch.from_numpy(v)
         expl, pred = nla.sample_explanations(t, k, seed=seed, **sampling)
-        mse = mse_nrm(pred.float().cpu(), t.float().repeat_interleave(k, dim=0), nla.ar.meta.require_mse_scale())
+        mse = score_reconstructions(pred.cpu(), t.repeat_interleave(k, dim=0), nla.ar.meta.require_mse_scale()).mse
         keep = best_sample(mse, torch.tensor([e.ok for e in expl]), k).tolist()
         return {"text": [expl[j].text for j in keep], "ok": [bool(expl[j].ok) for j in keep],
                 "mse_nrm": mse[keep].tolist(), "mse_first": mse[::k].tolist()}

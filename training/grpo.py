@@ -24,7 +24,8 @@ Departures from the reference, on purpose:
 Held-out curve (not in the reference's loop): with ``eval_data`` (a test-split activation parquet, e.g. the
 ``base.test.parquet`` that datagen writes), every ``eval_every`` steps the AV explains ``eval_rows`` fixed
 held-out activations at ``eval_temperature`` with a fixed seed, the live AR scores every row (failed parses
-included, as ``benchmarks/fve.py`` does), and the same rows read their neighbour's activation for the floor.
+included, as ``benchmarks/fve.py`` does), and the same rows read another row's activation (the derangement of
+``nla_audit.roundtrip``) for the floor.
 The per-step ``fve_nrm`` is on that step's training rollouts (``prompts_per_step`` activations: noisy);
 ``eval_fve_nrm`` is the number to watch. The eval draws from a forked RNG, so it never changes the training trajectory.
 """
@@ -45,9 +46,10 @@ import torch.nn.functional as F
 from nla_audit.av import ActivationVerbalizer, parse_explanation
 from nla_audit.injection import av_prompt_ids, injecting
 from nla_audit.lora import merged_copy, sync_merged
-from nla_audit.metrics import FAILED_REWARD, derangement, fve_nrm, mse_nrm
+from nla_audit.metrics import mse_nrm
 from nla_audit.models import resolve_dtype
 from nla_audit.progress import RateProgress
+from nla_audit.roundtrip import floor_order, penalise_failed, round_trip, score_reconstructions
 from nla_audit.sidecar import AV_TEMPLATE, read_dataset_sidecar, read_model_sidecar
 from nla_audit.training.run import RESUMABLE_KEYS, RunDir, cost, data_order, lr_at, with_device
 from nla_audit.vectors import read_vectors
@@ -117,10 +119,11 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) 
 
 def rollout_rewards(texts: list[str], ok: list[bool], truncated: list[bool], too_long: list[bool],
                     mse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reward −mse_nrm for completed samples, FAILED_REWARD (−2) otherwise; also the completed mask."""
+    """Reward −mse_nrm for completed samples, FAILED_REWARD (−2, an orthogonal guess) otherwise; also the
+    completed mask. Unlike every report's round trip, which scores an untagged text as it is, the reward
+    penalises it (``roundtrip.penalise_failed``), so the policy gains nothing by dropping its tags."""
     completed = torch.tensor([o and not t and not L for o, t, L in zip(ok, truncated, too_long)], device=mse.device)
-    rewards = torch.where(completed, -mse, torch.full_like(mse, FAILED_REWARD))
-    return rewards, completed
+    return -penalise_failed(mse, ~completed), completed
 
 
 def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, eps: float) -> torch.Tensor:
@@ -274,7 +277,7 @@ def train_rl(cfg: GRPOConfig, resume: bool = False, progress: bool = True) -> Pa
             ar_ids, ar_mask = (t.to(dev) for t in ar.encode(texts))
             too_long = (ar_mask.sum(1) > cfg.ar_max_length).tolist()
             with torch.no_grad():
-                mse = mse_nrm(ar(ar_ids, ar_mask), v, ar.meta.mse_scale)
+                mse = score_reconstructions(ar(ar_ids, ar_mask), v, ar.meta.require_mse_scale()).mse
             rewards, completed = rollout_rewards(texts, ok, trunc, too_long, mse)
             adv = group_advantages(rewards, cfg.group_size)
             # ---- policy update
@@ -368,20 +371,21 @@ def _heldout_vectors(cfg: GRPOConfig, layer: int, d_model: int) -> torch.Tensor:
                          fix="pass the test split of the data the RL parquet came from (datagen writes *.test.parquet)")
     vecs, _ = read_vectors(cfg.eval_data)
     rows = np.random.default_rng(cfg.seed).permutation(len(vecs))[: cfg.eval_rows]
+    floor_order(len(rows))  # the floor needs 2 rows: refused now, not at the first eval
     return torch.from_numpy(vecs[np.sort(rows)].copy())
 
 
 @torch.no_grad()
 def heldout_eval(av: Any, ar: Any, gold: torch.Tensor, b_rv: float, cfg: GRPOConfig) -> dict[str, float]:
-    """Held-out fve_nrm of the live AV + AR, and its floor (each row explained from its neighbour's activation)."""
+    """Held-out fve_nrm of the live AV + AR, and its floor (each row explained from another row's activation, the
+    derangement with seed 0), both by ``roundtrip.round_trip``; sampling is seeded by ``cfg.seed``."""
     out: dict[str, float] = {}
-    for key, inp in (("eval_fve_nrm", gold), ("eval_fve_nrm_shuffled", gold[derangement(len(gold), 0)])):
-        expl = av.explain(inp, max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,
-                          seed=cfg.seed if cfg.eval_temperature > 0 else None)
-        mse = mse_nrm(ar.reconstruct([e.text for e in expl]), gold, ar.meta.mse_scale)
-        out[key] = float(fve_nrm(mse, b_rv).mean())
-        if key == "eval_fve_nrm":
-            out["eval_failed_rate"] = sum(not e.ok for e in expl) / len(expl)
+    for key, shuffled in (("eval_fve_nrm", False), ("eval_fve_nrm_shuffled", True)):
+        rt = round_trip(av, ar, gold, b_rv, shuffled=shuffled, seed=0, sample_seed=cfg.seed,
+                        max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature)
+        out[key] = float(rt.require_fve().mean())
+        if not shuffled:
+            out["eval_failed_rate"] = rt.failed_rate
     return out
 
 

@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from nla_audit.injection import av_prompt_ids, injecting
-from nla_audit.metrics import baselines, fve_nrm, mse_nrm
+from nla_audit.metrics import baselines, mse_nrm
 from nla_audit.models import resolve_dtype
 from nla_audit.progress import RateProgress
+from nla_audit.roundtrip import score_texts
 from nla_audit.sidecar import read_dataset_sidecar
 from nla_audit.training.run import RunDir, cost, data_order, lr_at, with_device
 from nla_audit.vectors import read_vectors
@@ -199,9 +200,9 @@ def _ar_eval_rows(cfg: SFTConfig, layer: int, d: int) -> tuple[list[str], torch.
 
 def ar_heldout_fve(ar: Any, texts: list[str], gold: torch.Tensor, b_rv: float, cfg: SFTConfig) -> float:
     """Mean fve_nrm of the live AR on held-out teacher text: the reference an AV's text is measured against.
-    Scored by ``reconstruct`` (no truncation), as ``benchmarks/fve.py`` and GRPO's held-out curve score."""
-    preds = ar.reconstruct(texts, cfg.batch_size)
-    return float(fve_nrm(mse_nrm(preds, gold, ar.meta.mse_scale), b_rv).mean())
+    Scored by ``roundtrip.score_texts`` (``reconstruct``, no truncation), as ``benchmarks/fve.py`` and GRPO's
+    held-out curve score."""
+    return float(score_texts(ar, texts, gold, b_rv, cfg.batch_size).require_fve().mean())
 
 
 # ============================================================================================ AV SFT
