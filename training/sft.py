@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from nla_audit.injection import av_prompt_ids, injecting
-from nla_audit.metrics import baselines, mse_nrm
+from nla_audit.metrics import baselines, derangement, mse_nrm
 from nla_audit.models import resolve_dtype
 from nla_audit.progress import RateProgress
 from nla_audit.roundtrip import score_texts
@@ -266,7 +266,8 @@ def train_av_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
     keep = lambda n: ".lora_" in n  # noqa: E731
     step = run.load({"lm": lm}, {"opt": opt})["step"] if resume else 0
     ev = np.arange(min(cfg.eval_rows, len(responses)))
-    ev_shuf = np.random.default_rng(cfg.seed + 1).permutation(len(acts))[: len(ev)]
+    # the one floor: each eval row's response paired with another eval row's activation (a derangement)
+    ev_shuf = ev[derangement(len(ev), cfg.seed + 1).numpy()] if len(ev) > 1 else ev
     t0 = time.perf_counter()
     with RateProgress("av-sft", total=cfg.steps, enabled=progress, unit="steps") as bar:
         bar.advance(step)
