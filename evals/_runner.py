@@ -97,13 +97,13 @@ class EvalConfig:
 def canonical_model(name: str | None) -> str:
     """One spelling per target: embedded aliases → the hub id (``models.canonical_model_name``), local folders →
     absolute paths (the eval loads the target from it)."""
-    from nla_audit.models import canonical_model_name
-    from nla_audit.organisms import is_organism_spec, materialize
+    from nla_audit.models import canonical_model_name, materialize_organism
+    from nla_audit.organisms import is_organism_spec
 
     if name is None or canonical_model_name(name) == SMOLLM2:
         return SMOLLM2
     if is_organism_spec(name):  # ``organism:NAME``: the merged folder in the cache, which keeps the card
-        return str(materialize(name))
+        return str(materialize_organism(name))
     path = Path(name).expanduser()
     return str(path.resolve()) if path.exists() else name
 

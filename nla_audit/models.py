@@ -39,6 +39,13 @@ def base_model_name(name_or_path: str | None) -> str:
     return canonical_model_name(card.base_model) if card else canonical_model_name(name_or_path)
 
 
+def materialize_organism(spec: str, progress: bool = True) -> Path:
+    """An organism (``organism:NAME`` or its folder) as a merged HF folder in the cache, built once."""
+    from nla_audit import organisms
+
+    return organisms.materialize(spec, lambda base: load_target(base, dtype="float32", device="cpu"), progress)
+
+
 def resolve_model_path(name_or_path: str | None) -> str:
     """Map the embedded aliases to the converted cache folder; pass local paths and hub ids through."""
     from nla_audit import embedded
@@ -48,7 +55,7 @@ def resolve_model_path(name_or_path: str | None) -> str:
     from nla_audit import organisms
 
     if organisms.is_organism_spec(name_or_path):
-        return str(organisms.materialize(name_or_path))
+        return str(materialize_organism(name_or_path))
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not (path / "config.json").exists():

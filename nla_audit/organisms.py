@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,11 +174,12 @@ def card_of_model(path: str | Path) -> OrganismCard | None:
     return read_card(p) if p.is_dir() and (p / CARD_FILE).exists() else None
 
 
-def materialize(spec: str, progress: bool = True) -> Path:
+def materialize(spec: str, load: Callable[[str], Any], progress: bool = True) -> Path:
     """An HF folder with the organism's adapter merged into its base model, built once into the cache.
 
     The folder name carries a digest of the adapter, so a rebuilt organism never reuses a stale merge; the folder
-    is written whole or not at all.
+    is written whole or not at all. ``load`` (a base model name → a float32 CPU ``Target``) comes from the caller,
+    ``models.materialize_organism``, so this module never imports ``models`` (which resolves organism specs).
     """
     import hashlib
     import sys
@@ -194,16 +196,15 @@ def materialize(spec: str, progress: bool = True) -> Path:
         return out
     if progress:
         print(f"merging organism {card.name} into {card.base_model} (once, into {out})", file=sys.stderr)
-    _write_merged(card, src, out)
+    _write_merged(card, src, out, load)
     return out
 
 
-def _write_merged(card: OrganismCard, src: Path, out: Path) -> None:
+def _write_merged(card: OrganismCard, src: Path, out: Path, load: Callable[[str], Any]) -> None:
     from nla_audit.atomic import atomic_dir
     from nla_audit.lora import load_adapter
-    from nla_audit.models import load_target
 
-    target = load_target(card.base_model, dtype="float32", device="cpu")
+    target = load(card.base_model)
     load_adapter(target.model, src, card.adapter, merge=True)
     with atomic_dir(out) as tmp:
         target.model.save_pretrained(tmp)

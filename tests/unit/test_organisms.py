@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nla_audit.errors import InputError
+from nla_audit.models import materialize_organism as materialize
 from nla_audit.organisms import (
     CARD_FILE,
     TRAINING_DATA_FILE,
@@ -16,7 +17,6 @@ from nla_audit.organisms import (
     detect,
     french_share,
     is_organism_spec,
-    materialize,
     read_card,
 )
 from nla_audit.training import organism_recipes as R
