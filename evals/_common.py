@@ -152,6 +152,10 @@ def _grader_roles(cfg: EvalConfig) -> dict | None:
         if cfg.grader_model.startswith("anthropic/") and not os.environ.get("ANTHROPIC_API_KEY"):
             raise InputError(f"grader unavailable: {cfg.grader_model} needs ANTHROPIC_API_KEY, which is not set",
                              fix="export ANTHROPIC_API_KEY=..., or use the offline grader (-T grader=embed)")
+        if cfg.grader_model.startswith("anthropic/"):  # `inspect eval` too: no network is one line, before any model
+            from nla_audit.claude import check_reachable
+
+            check_reachable(alternative="use the offline grader (-T grader=embed)")
         return {"grader": cfg.grader_model}
     if model_roles().get("grader") is None:
         raise InputError(f"grader unavailable: grader={cfg.grader} needs a model bound to the 'grader' role",
