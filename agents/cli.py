@@ -73,8 +73,6 @@ async def _audit(session, model, args):
         from anthropic import APIError
     except ImportError:  # a scripted audit needs no anthropic
         APIError = ()  # an empty except-tuple catches nothing
-    what = "the NLA, its target" + (" and the SAE" if args.sae else "")
-    print(f"loading {what} (about 20 s on a CPU)…", file=sys.stderr, flush=True)
     try:
         return await run_audit(session, model, args.task, args.max_tool_calls, on_message=trace,
                                max_auditor_tokens=args.max_auditor_tokens)
@@ -156,4 +154,7 @@ def start_session(args):
             raise InputError(f"{path} holds {len(docs)} documents or no chat",
                              expected="one chat transcript (a JSON list of {role, content} messages)")
         session.add_transcript(docs[0].messages)
-    return session.load()  # a model or SAE that cannot load (or reads another site) fails before the auditor runs
+    what = "the NLA, its target" + (" and the SAE" if args.sae else "")
+    print(f"loading {what} (about 20 s on a CPU)…", file=sys.stderr, flush=True)
+    return session.load(progress=True)  # a model or SAE that cannot load (or reads another site) fails here, before
+    # the auditor spends anything

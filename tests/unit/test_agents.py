@@ -445,3 +445,20 @@ def test_the_prompt_describes_only_the_tools_given(nla_dirs):
     assert "`explain`" in full and "`steer`" in full
     chat_only = render_prompt("x", sess, 5, {"chat", "tokens"})
     assert "`chat`" in chat_only and "`explain`" not in chat_only and "`steer`" not in chat_only
+
+
+def test_session_load_names_each_model_it_loads(monkeypatch):
+    import types
+
+    from nla_audit.agents.session import AuditConfig, AuditSession
+
+    seen = []
+    session = AuditSession(AuditConfig(sae="some-sae"))
+    monkeypatch.setattr(session, "get_nla", lambda: seen.append("nla") or types.SimpleNamespace(target="t"))
+    monkeypatch.setattr(session, "get_sae", lambda: seen.append("sae"))
+    advanced = []
+    import nla_audit.progress as progress
+
+    monkeypatch.setattr(progress.RateProgress, "advance", lambda self, n, **f: advanced.append(f["loaded"]))
+    assert session.load(progress=True) is session
+    assert advanced == ["NLA", "target", "SAE"] and seen == ["nla", "nla", "sae"]
