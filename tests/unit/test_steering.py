@@ -135,3 +135,16 @@ def test_compare_steers_the_token_alone_unless_onward(tiny_model_dir, tmp_path):
         res = compare(nla, ids, 3, edit, 30.0, max_new_tokens=4, explanation=expl, onward=onward)
         assert res.onward is onward and res.strength == 30.0
         assert res.steered[0] == steer(nla.target, nla.layer, ids[:4], direction, span, 30.0, 4, norm=norm)
+
+
+def test_cli_steer_refuses_a_target_from_another_site(tiny_model_dir, tmp_path, capsys):
+    from nla_audit.cli import main
+    from tests.builders import build_tiny_model_dir, build_tiny_nla
+
+    av, ar = build_tiny_nla(tiny_model_dir, tmp_path)
+    other = build_tiny_model_dir(tmp_path / "other", seed=1)  # same width, another model: not the NLA's base
+    args = ["steer", "--text", "The old lighthouse keeper", "--av", str(av), "--ar", str(ar), "--edit", "the sea",
+            "--max-new-tokens", "2", "--model", str(other)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "not that model or a fine-tune of it" in err and "Traceback" not in err
