@@ -11,12 +11,13 @@ Two parts, one site (target model, layer K) for everything:
 
 The report folder (written whole or not at all) holds ``report.md`` (headline and full tables), ``results.parquet``
 (every row of both parts), ``fve.png``, ``scores.png``, ``evals_vs_fve.png`` and the ``.eval`` logs. The headline
-table is appended to ``BENCHMARKS.md`` (``--benchmarks``; ``--no-append`` skips it). A site mismatch between the
+table is appended to ``BENCHMARKS.md`` only with ``--append`` (``--benchmarks`` names the file). A site mismatch between the
 NLAs and the SAE is an error; an SAE without latent labels runs with a warning printed in the report.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import platform
@@ -413,8 +414,11 @@ def register(sub) -> None:
     p.add_argument("--train-time", action="append", nargs=2, metavar=("NAME", "SECONDS"), default=[],
                    help="training wall time of a checkpoint whose sidecar does not record it")
     p.add_argument("--out", default="bench-report", help="report folder (replaced whole when the run succeeds)")
-    p.add_argument("--benchmarks", default="BENCHMARKS.md", help="markdown file the headline table is appended to")
-    p.add_argument("--no-append", action="store_true", help="do not append to --benchmarks")
+    p.add_argument("--benchmarks", default="BENCHMARKS.md",
+                   help="markdown file the headline table is appended to with --append (default BENCHMARKS.md)")
+    p.add_argument("--append", action="store_true",
+                   help="append the headline table to --benchmarks (default: print it and write the report only)")
+    p.add_argument("--no-append", action="store_true", help=argparse.SUPPRESS)  # the old default's opt-out: a no-op
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
@@ -438,7 +442,7 @@ def config_from_args(args) -> BenchConfig:
                        limit=args.limit or None, probe_train=args.probe_train, temperature=args.temperature,
                        max_new_tokens=args.max_new_tokens, grader=grader,
                        grader_model=args.grader_model if grader != "embed" else None, seed=args.seed,
-                       out=args.out, benchmarks=None if args.no_append else args.benchmarks,
+                       out=args.out, benchmarks=args.benchmarks if args.append and not args.no_append else None,
                        train_time=train_time, device=args.device)
 
 

@@ -256,3 +256,16 @@ def test_bootstrap_over_documents_widens_for_correlated_positions():
     uneven = [f"a{i}" for i in range(50)] + [f"b{i // 9}" for i in range(450)]  # 50 one-row docs, 50 nine-row docs
     lo, hi = bootstrap_ci(y, groups=uneven)
     assert 0.8 < lo < y.mean() < hi < 0.97  # the mean of document means would be ~0.5
+
+
+def test_bench_appends_to_benchmarks_only_when_asked():
+    import argparse
+
+    from nla_audit.evals.bench import config_from_args, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    base = ["bench", "--tasks", "none", "--sae", "none"]
+    assert config_from_args(parser.parse_args(base)).benchmarks is None
+    assert config_from_args(parser.parse_args([*base, "--append"])).benchmarks == "BENCHMARKS.md"
+    assert config_from_args(parser.parse_args([*base, "--no-append"])).benchmarks is None  # the old opt-out still parses
