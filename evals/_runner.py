@@ -94,9 +94,10 @@ class EvalConfig:
         return self.grader in ("model", "both") and self.explainer != "probe"
 
 
-def canonical_model(name: str | None) -> str:
-    """One spelling per target: embedded aliases → the hub id (``models.canonical_model_name``), local folders →
-    absolute paths (the eval loads the target from it)."""
+def model_location(name: str | None) -> str:
+    """Where an eval loads its target from, in one spelling per target: the embedded aliases → the hub id
+    (``models.canonical_model_name``, the one model name), an organism → its merged folder, other local folders →
+    absolute paths. Not a second model name: the name recorded and compared is ``canonical_model_name``'s."""
     from nla_audit.models import canonical_model_name, materialize_organism
     from nla_audit.organisms import is_organism_spec
 
@@ -140,12 +141,12 @@ def resolve_subject(cfg: EvalConfig, ds: DatasetFile) -> EvalSubject:
         assert av is not None and ar is not None  # both or neither (EvalConfig), and the defaults filled both
         av_meta = read_sidecar(resolve_checkpoint(av), "av")
         ar_meta = read_sidecar(resolve_checkpoint(ar), "ar")
-        nla_model = canonical_model(av_meta.base_model)
+        nla_model = model_location(av_meta.base_model)
         nla_layer = ar_meta.require_layer()
     if cfg.model is not None:
-        model = canonical_model(cfg.model)
+        model = model_location(cfg.model)
     elif (default := _default_target(ds, cfg, nla_model)) is not None:
-        model = canonical_model(default)
+        model = model_location(default)
     else:
         model = nla_model or SMOLLM2
     if nla_model is not None and model != nla_model and not _fine_tune_of(model, nla_model):
@@ -276,7 +277,7 @@ class Runner:
     @property
     def target(self):
         nla = self.nla if self.cfg.uses_nla else None
-        if nla is not None and self.subject.model == canonical_model(nla.base_model):
+        if nla is not None and self.subject.model == model_location(nla.base_model):
             return nla.target  # the NLA's own copy: one model in memory, not two
         return load_target_cached(self.subject.model, self.cfg.device)  # e.g. an organism over the NLA's base
 
