@@ -171,6 +171,29 @@ def iter_documents(source: str | Path | None, tokenizer: Any = None, max_length:
         yield from _iter_path(path)
 
 
+COUNT_LIMIT_BYTES = 64 << 20  # counting reads the corpus once more; above this, progress shows no total
+
+
+def count_documents(source: str | Path | None) -> int | None:
+    """How many documents ``iter_documents(source)`` yields, when that is cheap to learn: the default corpus and
+    local files or folders up to ``COUNT_LIMIT_BYTES``; None for the rest (ShareGPT, the mix, hub datasets, big
+    files). It gives progress bars a total and an ETA when no ``--max-docs`` caps the run."""
+    if source is not None and str(source) != "default":
+        src = str(source)
+        if src in ("sharegpt", "mix") or src.startswith(("mix:", "hf:")):
+            return None
+        path = Path(src).expanduser()
+        if not path.exists():
+            return None
+        files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
+        if sum(f.stat().st_size for f in files) > COUNT_LIMIT_BYTES:
+            return None
+    try:
+        return sum(1 for _ in iter_documents(source))
+    except InputError:
+        return None  # iter_documents reports the problem itself when extraction reads the corpus
+
+
 def parse_mix(spec: str) -> float:
     """``mix`` → 0.5, ``mix:0.7`` → 0.7: the chat share of the mix's tokens."""
     _, _, share = spec.partition(":")

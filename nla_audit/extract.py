@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from nla_audit.atomic import atomic_path, check_writable
-from nla_audit.corpus import Document, iter_documents, tokenize_document
+from nla_audit.corpus import Document, count_documents, iter_documents, tokenize_document
 from nla_audit.errors import InputError
 from nla_audit.models import Target, check_layer, decoder_layers, default_layer, load_target
 
@@ -254,7 +254,9 @@ def extract_activations(cfg: ExtractConfig, target: Target | None = None, progre
 
     from nla_audit.vectors import VectorWriter
 
-    with atomic_path(cfg.out, ".parquet") as tmp, RateProgress("extract", total=cfg.max_docs, enabled=progress) as bar:
+    total = count_documents(cfg.corpus) if progress else None
+    total = cfg.max_docs if total is None else min(total, cfg.max_docs or total)
+    with atomic_path(cfg.out, ".parquet") as tmp, RateProgress("extract", total=total, enabled=progress) as bar:
         writer = VectorWriter(tmp, target.d_model, {"position_kind": pa.string()})
         all_docs = _prepared_docs(_chain(first, docs_iter), tok, cfg)
         # Sort a window of documents by length so batches carry little padding; output order stays deterministic.

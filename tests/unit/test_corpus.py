@@ -51,3 +51,16 @@ def test_unknown_chat_role_is_one_clear_error(tmp_path):
     p = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "messages": [{"role": "robot", "content": "beep"}]}])
     with pytest.raises(InputError, match="unknown role 'robot'; expected system / user / assistant / tool"):
         list(iter_documents(str(p)))
+
+
+def test_count_documents_gives_progress_a_total_when_cheap(tmp_path, monkeypatch):
+    import nla_audit.corpus as corpus
+    from tests.builders import write_jsonl
+
+    path = write_jsonl(tmp_path / "c.jsonl", [{"text": f"doc {i}"} for i in range(5)])
+    assert corpus.count_documents(str(path)) == 5 == len(list(corpus.iter_documents(str(path))))
+    assert corpus.count_documents(str(tmp_path)) == 5  # a folder of corpus files
+    assert corpus.count_documents("sharegpt") is None and corpus.count_documents("mix") is None
+    assert corpus.count_documents(str(tmp_path / "missing.jsonl")) is None  # extraction reports it itself
+    monkeypatch.setattr(corpus, "COUNT_LIMIT_BYTES", 8)
+    assert corpus.count_documents(str(path)) is None  # too big to read twice
