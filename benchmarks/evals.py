@@ -12,7 +12,7 @@ SmolLM2-135M-Instruct, layer 20), which is what a fresh machine can measure befo
 
     python benchmarks/evals.py --limit 40                                   # references only
     python benchmarks/evals.py --pair sft runs/x/av runs/x/ar --pair rl runs/y/av runs/y/ar --limit 60 --append
-    python benchmarks/evals.py --write-data                                 # regenerate the shipped JSON
+    python -m nla_audit.evals.datasets                                     # regenerate the shipped JSON
 """
 
 from __future__ import annotations
@@ -28,19 +28,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TASKS = "classification,suffix_prediction,user_modeling,cot_hints"
-
-
-def write_data() -> None:
-    import importlib
-
-    from nla_audit.evals import TASKS
-    from nla_audit.evals._items import write_dataset
-
-    for name in TASKS:
-        ds = importlib.import_module(f"nla_audit.evals.{name}.dataset").build(0)
-        path = ROOT / "evals" / name / "data.json"
-        write_dataset(path, ds)
-        print(f"{name}: {len(ds.items)} items (version {ds.version}, seed 0) → {path}")
 
 
 def main() -> None:
@@ -60,7 +47,7 @@ def main() -> None:
     ap.add_argument("--png", default=str(ROOT / "benchmarks" / "evals_vs_fve.png"))
     ap.add_argument("--csv", default=str(ROOT / "benchmarks" / "evals_results.csv"))
     ap.add_argument("--append", action="store_true", help="append the entry to BENCHMARKS.md (default: print only)")
-    ap.add_argument("--write-data", action="store_true", help="regenerate evals/<task>/data.json and exit")
+    ap.add_argument("--write-data", action="store_true", help=argparse.SUPPRESS)  # moved: nla_audit.evals.datasets
     ap.add_argument("--fve", action="append", default=[], metavar="NAME=VALUE",
                     help="x position of checkpoint NAME in the plot (e.g. its held-out fve_nrm from benchmarks/fve.py) "
                          "instead of the mean fve_nrm of its explanations on the task's activations")
@@ -69,7 +56,9 @@ def main() -> None:
                     help="tabulate existing .eval logs (files or folders) instead of running, e.g. runs split by task")
     args = ap.parse_args()
     if args.write_data:
-        return write_data()
+        from nla_audit.evals.datasets import main as datasets_main
+
+        raise SystemExit(datasets_main([]))
 
     from nla_audit.evals.cli import run_tasks, task_names
 

@@ -21,7 +21,7 @@ def test_shipped_json_is_the_generator_output(task):
     mod = importlib.import_module(f"nla_audit.evals.{task}.dataset")
     shipped = read_dataset(ROOT / "evals" / task / "data.json")
     assert (shipped.task, shipped.version, shipped.seed) == (task, mod.VERSION, 0)
-    assert shipped.items == json.loads(json.dumps(mod.build(0).items))  # regenerate with: benchmarks/evals.py --write-data
+    assert shipped.items == json.loads(json.dumps(mod.build(0).items))  # regenerate: python -m nla_audit.evals.datasets
     other = mod.build(1)
     assert other.items != shipped.items and len(other.items) == len(shipped.items)
 
@@ -87,3 +87,10 @@ def test_sandbagging_holds_out_prefixes_and_keeps_one_layout_per_question():
         assert (pos["meta"]["condition"], neg["meta"]["condition"]) == ("pos", "neg")
         assert pos["messages"][0]["content"].replace(pos["meta"]["prefix"], neg["meta"]["prefix"]) == \
             neg["messages"][0]["content"]
+
+
+def test_datasets_command_checks_the_shipped_files(capsys):
+    from nla_audit.evals.datasets import main
+
+    assert main(["--check", "cot_hints"]) == 0 and "match" in capsys.readouterr().out
+    assert main(["nope"]) == 2 and "unknown eval task" in capsys.readouterr().err
