@@ -64,7 +64,7 @@ def items() -> list[tuple[str, str, list[str], list[str], str, str]]:
     for prefix, a, a_next, b, b_next, join in PAIRS:
         for (w, n), (tw, tn) in (((a, a_next), (b, b_next)), ((b, b_next), (a, a_next))):
             out.append((f"{prefix} {w}", f"{prefix} {tw}", [f"{w}{join}{n}", w, n], [f"{tw}{join}{tn}", tw, tn],
-                        rf"\b{n}", rf"\b{tn}"))
+                        rf"\b{n}(?:s|es)?\b", rf"\b{tn}(?:s|es)?\b"))
     return out
 
 
