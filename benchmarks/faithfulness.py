@@ -98,6 +98,7 @@ def main() -> None:
     ap.add_argument("--ar", default=None)
     ap.add_argument("--append", action="store_true")
     args = ap.parse_args()
+    from nla_audit.errors import InputError
     from nla_audit.extract import text_activations
     from nla_audit.faithfulness import claim_steering
     from nla_audit.nla import NLA
@@ -112,7 +113,7 @@ def main() -> None:
         expl = nla.explain_vectors(act[None], max_new_tokens=150)[0].explanation
         try:
             rows = claim_steering(nla, expl, ids, args.strength)
-        except Exception as e:  # an empty explanation: counted by its absence
+        except InputError as e:  # an empty explanation: counted by its absence
             print(f"[{i}] {cls} {doc_id}: skipped ({e})", flush=True)
             continue
         rand = next_token_shift(target, nla.layer, ids, random_direction(target.d_model, seed=i), args.strength)

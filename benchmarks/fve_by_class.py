@@ -119,6 +119,10 @@ def score_pair(av: str, ar: str, sets: dict, args, target) -> dict:
     nla = NLA.load(av, ar, dtype="float32")
     nla._target = target
     out = {}
+    small = [name for name, (v, _) in sets.items() if len(v) < 2]
+    if small:  # the floor pairs each row with another: refuse before any set is scored, not halfway
+        raise SystemExit(f"fve_by_class: set(s) {small} have fewer than 2 rows; a floor needs 2 or more "
+                         "(raise --text-docs/--chat-docs/--task-items)")
     for name, (v, _) in sets.items():
         res = {}
         for label, shuffled in (("mse", False), ("floor_mse", True)):  # floor: the derangement with seed 0

@@ -130,9 +130,9 @@ def _build_task(spec: TaskSpec, **params: Any) -> Task:
     if unknown:
         raise InputError(f"unknown task parameter(s) {sorted(unknown)}", expected=params_doc())
     cfg = EvalConfig(**params)
+    roles = _grader_roles(cfg)  # before the runner loads an SAE or merges an organism: no network is one line
     ds = spec.load(cfg.seed)
     runner = Runner(spec, ds, cfg)
-    roles = _grader_roles(cfg)
     graders = ["probe"] if cfg.explainer == "probe" else (["embed", "model"] if cfg.grader == "both" else [cfg.grader])
     meta = {"task": spec.name, "kind": spec.kind, "explainer": cfg.explainer, "checkpoint": runner.subject.checkpoint,
             "model": runner.subject.model, "layer": runner.subject.layer, "av": runner.subject.av,

@@ -19,11 +19,11 @@ HERE = Path(__file__).resolve().parent
 
 def regenerate(task: str, check: bool = False) -> bool:
     """Write (or, with ``check``, compare) one task's seed-0 dataset; True when the shipped file matches."""
-    from nla_audit.evals._items import read_dataset, write_dataset
+    from nla_audit.evals._items import write_dataset
 
     ds = importlib.import_module(f"nla_audit.evals.{task}.dataset").build(0)
     path = HERE / task / "data.json"
-    same = path.exists() and read_dataset(path).items == json.loads(json.dumps(ds.items))
+    same = path.exists() and json.loads(path.read_text(encoding="utf-8")) == json.loads(ds.to_json())  # version too
     if not check and not same:
         write_dataset(path, ds)
     print(f"{task}: {len(ds.items)} items (version {ds.version}, seed 0) {'match' if same else 'differ from'} {path}"

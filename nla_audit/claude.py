@@ -114,6 +114,8 @@ def check_reachable(url: str | None = None, timeout: float = 3.0, alternative: s
     import socket
     from urllib.parse import urlparse
 
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return  # the SDK goes through the proxy; a direct connection test would refuse a network that works
     u = urlparse(url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_API_URL)
     port = u.port or (443 if u.scheme == "https" else 80)
     try:

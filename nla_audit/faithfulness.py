@@ -53,7 +53,7 @@ class ClaimSteering:
     kl: float  # KL(steered ‖ plain) of the next token when the claim's deletion is steered in at the token
 
 
-def claim_steering(nla: Any, explanation: str, ids: list[int], strength: float = 4.0,
+def claim_steering(nla: Any, explanation: str, ids: list[int], strength: float = 1.0,
                    target: Any = None) -> list[ClaimSteering]:
     """For the activation at the last token of ``ids``: each claim's reconstruction cost of deleting it, and how
     far steering with that deletion (``AR(without the claim) − AR(whole)``, at ``strength`` × the activation's

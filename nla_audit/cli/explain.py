@@ -103,10 +103,9 @@ def check_positions_in_range(args, doc) -> None:
     of the models), so a position out of range is reported before the wait."""
     from nla_audit.extract import prepare_document
     from nla_audit.models import load_tokenizer, resolve_model_path
-    from nla_audit.nla import MAX_DOCUMENT_TOKENS, default_nla_paths, resolve_positions
-    from nla_audit.sidecar import read_model_sidecar
+    from nla_audit.nla import MAX_DOCUMENT_TOKENS, resolve_positions
 
-    meta = read_model_sidecar(args.av or default_nla_paths()[0], "av")
+    meta = av_sidecar(args)
     tok = load_tokenizer(resolve_model_path(meta.base_model))
     ids, layout = prepare_document(doc, tok, MAX_DOCUMENT_TOKENS)
     resolve_positions(args.positions, len(ids), layout)
@@ -116,10 +115,18 @@ def check_vector_width(args, vecs) -> None:
     """The vectors' width against the AV's sidecar (a file read, not the ~20 s model load), so a parquet from
     another model is one line before the wait."""
     from nla_audit.av import validate_vectors
+
+    validate_vectors(vecs, av_sidecar(args).d_model)
+
+
+def av_sidecar(args):
+    """The AV's sidecar for the early checks: a local folder read as is, a hub id resolved (downloaded once, into
+    the cache NLA.load then reuses) like NLA.load does."""
+    from nla_audit.checkpoint import resolve_checkpoint
     from nla_audit.nla import default_nla_paths
     from nla_audit.sidecar import read_model_sidecar
 
-    validate_vectors(vecs, read_model_sidecar(args.av or default_nla_paths()[0], "av").d_model)
+    return read_model_sidecar(resolve_checkpoint(args.av or default_nla_paths()[0]), "av")
 
 
 def announce_default_system(nla, doc) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 
 def register(sub) -> None:
@@ -63,8 +64,16 @@ def run_label(args) -> int:
     labeller = pick_labeller(args.labeller, args.claude_model, args.concurrency)
     if labeller is not None:  # API calls ahead: a missing network is one line now, not after the SAE loads
         from nla_audit.claude import check_reachable
+        from nla_audit.errors import InputError
 
-        check_reachable(alternative="use --labeller offline (a proxy)")
+        try:
+            check_reachable(alternative="use --labeller offline (a proxy)")
+        except InputError as exc:
+            if args.labeller != "auto":
+                raise
+            print(f"{str(exc).split('; fix:')[0]}; labelling with the offline proxy instead (--labeller auto)",
+                  file=sys.stderr)
+            labeller = None
     summary = label_sae(args.sae, args.data, args.contexts, labeller)
     note = (" (offline proxy: final tokens and shared words; set ANTHROPIC_API_KEY for Claude labels)"
             if summary["proxy"] else "")

@@ -265,3 +265,12 @@ def test_caches_written_before_the_shared_client_are_still_read(tmp_path):
     (tmp_path / "l" / (hashlib.sha256(f"m|{prompt}".encode()).hexdigest() + ".json")).write_text(
         json.dumps({"label": "old label", "model": "m"}))
     assert labeller.label_all([ctx]) == ["old label"] and stub.calls == 1
+
+
+def test_reachability_is_not_tested_directly_behind_a_proxy(monkeypatch):
+    """Behind HTTPS_PROXY the SDK goes through the proxy; a direct connect would refuse a network that works."""
+    from nla_audit.claude import check_reachable
+
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert check_reachable(timeout=0.2) is None

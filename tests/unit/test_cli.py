@@ -280,3 +280,16 @@ def test_progress_is_off_under_json_and_when_stderr_is_not_a_terminal(capsys):
     with RateProgress("extract", total=3) as bar:  # pytest captures stderr: not a terminal
         bar.advance(3, tokens=30)
     assert bar._progress is not None and bar._progress.disable and capsys.readouterr().err == ""
+
+
+def test_early_checks_resolve_a_hub_id_like_nla_load(tiny_model_dir, tmp_path, monkeypatch):
+    """`--av org/name` (a hub id) goes through resolve_checkpoint for the early width check, not a bare folder read."""
+    import argparse
+
+    import nla_audit.checkpoint as checkpoint
+    from nla_audit.cli.explain import av_sidecar
+    from tests.builders import build_tiny_nla
+
+    av, _ = build_tiny_nla(tiny_model_dir, tmp_path)
+    monkeypatch.setattr(checkpoint, "resolve_checkpoint", lambda p: av if str(p) == "someorg/some-av" else p)
+    assert av_sidecar(argparse.Namespace(av="someorg/some-av")).role == "av"
