@@ -213,7 +213,7 @@ def compare(nla: Any, ids: list[int], position: int, edit: str, strength: float 
     """Explain the activation at ``position`` of ``ids``, steer with ``AR(edit) − AR(explanation)`` at that token
     (``onward``: at every later token too, generated ones included), and continue the text after it with and
     without the vector (``samples`` each; seeded). The defaults are the measured best: on planted last-token
-    pairs the edit switched the next words in 58% of items at strength 0.5 at the token alone, fewer at 1 and 2
+    pairs the edit switched the next words in 54% of items at strength 0.5 at the token alone, fewer at 1 and 2
     (``benchmarks/steering_causal.py``); adding 2-8× at every later token broke 43-86% of continuations in a first run."""
     from nla_audit.extract import text_activations
 
