@@ -31,31 +31,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def heldout_prefixes(target, text_docs: int, chat_docs: int, positions: int, max_length: int):
-    """[(class, doc id, token ids up to and including the position)] from test-split documents."""
-    from nla_audit.corpus import iter_documents
-    from nla_audit.extract import prepare_document, sample_chat_positions, sample_positions, special_token_ids
-    from nla_audit.split import DEFAULT_FRACTIONS, assign_split
+    """[(class, doc id, token ids up to and including the position)]: the held-out positions of ``fve_by_class``."""
+    from fve_by_class import heldout_documents
 
-    tok, specials, out = target.tokenizer, special_token_ids(target.tokenizer), []
-    for corpus, n_docs in (("default", text_docs), ("sharegpt", chat_docs)):
-        k = 0
-        for doc in iter_documents(corpus):
-            if k >= n_docs:
-                break
-            if assign_split(doc.id, dict(DEFAULT_FRACTIONS), 42) != "test":
-                continue
-            ids, layout = prepare_document(doc, tok, max_length)
-            if layout is None:
-                pos = sample_positions(ids, specials, 10, positions, 7, doc.id)
-            else:
-                pos = sample_chat_positions(layout, positions, 0.5, 7, doc.id)
-            if not pos:
-                continue
-            k += 1
-            for p in pos:
-                cls = "text" if layout is None else ("chat control" if layout.control[p] else "chat content")
-                out.append((cls, doc.id, ids[: p + 1]))
-    return out
+    return [(cls, doc_id, ids[: p + 1])
+            for doc_id, ids, picks in heldout_documents(target.tokenizer, text_docs, chat_docs, positions, max_length)
+            for p, cls in picks]
 
 
 def summarize(rows: list[dict], n_boot: int = 1000) -> list[str]:

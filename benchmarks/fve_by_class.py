@@ -35,23 +35,15 @@ CLASSES = ("text", "chat content", "chat control")
 TASKS = ("classification", "suffix_prediction", "user_modeling", "cot_hints")
 
 
-def heldout_rows(target, layer: int, text_docs: int, chat_docs: int, positions: int, max_length: int):
-    """{class: (vectors, doc ids)} from test-split documents, extracted now with the extraction's own rules."""
-    import torch
-
+def heldout_documents(tok, text_docs: int, chat_docs: int, positions: int, max_length: int):
+    """Yield (doc id, token ids, [(position, class)]) for test-split documents: ``text_docs`` fortunes documents and
+    ``chat_docs`` ShareGPT conversations, positions drawn by the extraction's own rules (half of a chat's at
+    template tokens)."""
     from nla_audit.corpus import iter_documents
-    from nla_audit.extract import (
-        block_outputs,
-        prepare_document,
-        sample_chat_positions,
-        sample_positions,
-        special_token_ids,
-    )
+    from nla_audit.extract import prepare_document, sample_chat_positions, sample_positions, special_token_ids
     from nla_audit.split import DEFAULT_FRACTIONS, assign_split
 
-    tok, specials = target.tokenizer, special_token_ids(target.tokenizer)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    rows: dict[str, tuple[list, list]] = {c: ([], []) for c in CLASSES}
+    specials = special_token_ids(tok)
     for corpus, n_docs in (("default", text_docs), ("sharegpt", chat_docs)):
         k = 0
         for doc in iter_documents(corpus):
@@ -67,11 +59,24 @@ def heldout_rows(target, layer: int, text_docs: int, chat_docs: int, positions: 
             if not pos:
                 continue
             k += 1
-            hidden = block_outputs(target.model, layer, [ids[: max(pos) + 1]], pad)[0]
-            for p in pos:
-                cls = "text" if layout is None else ("chat control" if layout.control[p] else "chat content")
-                rows[cls][0].append(hidden[p])
-                rows[cls][1].append(doc.id)
+            yield doc.id, ids, [(p, "text" if layout is None else ("chat control" if layout.control[p] else
+                                                                    "chat content")) for p in pos]
+
+
+def heldout_rows(target, layer: int, text_docs: int, chat_docs: int, positions: int, max_length: int):
+    """{class: (vectors, doc ids)} from test-split documents, extracted now with the extraction's own rules."""
+    import torch
+
+    from nla_audit.extract import block_outputs
+
+    tok = target.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    rows: dict[str, tuple[list, list]] = {c: ([], []) for c in CLASSES}
+    for doc_id, ids, picks in heldout_documents(tok, text_docs, chat_docs, positions, max_length):
+        hidden = block_outputs(target.model, layer, [ids[: max(p for p, _ in picks) + 1]], pad)[0]
+        for p, cls in picks:
+            rows[cls][0].append(hidden[p])
+            rows[cls][1].append(doc_id)
     return {c: (torch.stack(v), d) for c, (v, d) in rows.items() if v}
 
 

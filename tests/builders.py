@@ -127,3 +127,42 @@ def tiny_av_sft_parquet(tiny_model_dir, tmp_path):
                                  "stage": "av_sft", "tokens": build_token_meta(load_tokenizer(str(tiny_model_dir))).to_dict(),
                                  "prompt_templates": {"actor": AV_TEMPLATE, "critic": AR_TEMPLATE}})
     return data
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: an API base URL there fails to connect at once."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def messages_api(respond):
+    """A loopback stand-in for Anthropic's Messages API. ``respond(body)`` gives (content blocks, stop reason) for
+    each request; every request is recorded as {path, body, headers (lower-case names)}. Returns (url, seen, server)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            seen.append({"path": self.path, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}})
+            content, stop = respond(body)
+            out = json.dumps({"id": f"msg_{len(seen)}", "type": "message", "role": "assistant", "model": body["model"],
+                              "content": content, "stop_reason": stop, "stop_sequence": None,
+                              "usage": {"input_tokens": 11, "output_tokens": 7}}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", seen, server

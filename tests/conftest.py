@@ -43,3 +43,16 @@ def isolated_cache(tmp_path, monkeypatch):
         if (real / sub).exists():
             (tmp_path / "cache" / sub).symlink_to(real / sub)
     return tmp_path / "cache"
+
+
+@pytest.fixture()
+def unreachable_api(monkeypatch):
+    """A canary API key (fresh per test, never key-shaped) and an Anthropic base URL where nothing listens."""
+    import uuid
+
+    from tests.builders import closed_port
+
+    port = closed_port()
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "canary-" + uuid.uuid4().hex)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
+    return port

@@ -136,33 +136,18 @@ def test_eval_help_ties_limit_to_n_and_the_display_is_off_when_piped(capsys):
     assert eval_display(argparse.Namespace(json=False)) == "none"  # pytest captures: not a terminal
 
 
-def test_claude_grader_without_a_network_says_so_before_any_model(capsys, monkeypatch, tmp_path):
-    import socket
-    import uuid
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "canary-" + uuid.uuid4().hex)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
+def test_claude_grader_without_a_network_says_so_before_any_model(capsys, unreachable_api, tmp_path):
     code, _, err = _cli(["eval", "classification", "--explainer", "text", "--grader", "claude",
                          "--log-dir", str(tmp_path)], capsys)
     assert code == 2 and "cannot reach the Anthropic API" in err and "--grader embed" in err
     assert len(err.strip().splitlines()) == 1 and not list(tmp_path.glob("*.eval"))
 
 
-def test_inspect_path_names_a_missing_network_for_a_claude_grader(monkeypatch):
+def test_inspect_path_names_a_missing_network_for_a_claude_grader(unreachable_api):
     """``inspect eval … -T grader_model=anthropic/…`` bypasses the CLI's check; the task itself says it in one line."""
-    import socket
-    import uuid
 
     from nla_audit.evals._common import _grader_roles
     from nla_audit.evals._runner import EvalConfig
 
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "canary-" + uuid.uuid4().hex)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
     with pytest.raises(InputError, match="cannot reach the Anthropic API"):
         _grader_roles(EvalConfig(explainer="text", grader="model", grader_model="anthropic/claude-haiku-4-5"))

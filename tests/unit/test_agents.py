@@ -405,17 +405,10 @@ def test_token_budget_refuses_calls_and_is_recorded(nla_dirs):
     assert rec.report == "done"
 
 
-def test_cli_audit_without_a_network_says_so_before_loading_models(tmp_path, capsys, monkeypatch):
-    import socket
-
+def test_cli_audit_without_a_network_says_so_before_loading_models(tmp_path, capsys, monkeypatch, unreachable_api):
     from nla_audit.cli import main
     from nla_audit.nla import NLA
 
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-canary")
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setattr(NLA, "load", classmethod(lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded"))))
     assert main(["audit", "x"]) == 2
     err = capsys.readouterr().err

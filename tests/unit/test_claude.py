@@ -16,6 +16,7 @@ import pytest
 
 from nla_audit.claude import ClaudeClient, ClaudeConfig, cache_key, check_reachable, require_claude
 from nla_audit.errors import InputError
+from tests.builders import closed_port
 
 CANARY = "canary-" + uuid.uuid4().hex  # a fresh fake key per run: unique, so any leak is found; never a real key
 FAST = dict(backoff_s=0.0, backoff_cap_s=0.0)  # no real waiting between retries
@@ -159,12 +160,7 @@ def test_bad_config_is_an_input_error():
 
 
 def test_an_unreachable_api_is_named_before_any_work(monkeypatch):
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # a port nothing listens on
+    port = closed_port()
     monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
     with pytest.raises(InputError, match=f"cannot reach the Anthropic API at 127.0.0.1:{port}") as info:
         check_reachable(alternative="use --labeller offline")
@@ -172,31 +168,10 @@ def test_an_unreachable_api_is_named_before_any_work(monkeypatch):
 
 
 def messages_stub():
-    """A loopback Messages API that answers every request and records its headers. Returns (url, seen, server)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    """A loopback Messages API that answers every request with a label. Returns (url, seen, server)."""
+    from tests.builders import messages_api
 
-    seen: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):  # quiet
-            pass
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-            seen.append({"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
-            out = json.dumps({"id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
-                              "content": [{"type": "text", "text": "<label>stub</label>"}], "stop_reason": "end_turn",
-                              "stop_sequence": None, "usage": {"input_tokens": 3, "output_tokens": 2}}).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}", seen, server
+    return messages_api(lambda body: ([{"type": "text", "text": "<label>stub</label>"}], "end_turn"))
 
 
 def test_the_key_goes_to_the_api_only_never_into_the_cache(tmp_path, monkeypatch):
@@ -216,14 +191,6 @@ def test_the_key_goes_to_the_api_only_never_into_the_cache(tmp_path, monkeypatch
     assert len(files) == 2 and all(CANARY not in f.read_text() for f in files)
 
 
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_cli_users_fail_fast_without_key_or_network(tmp_path, capsys, monkeypatch):
     """`sae label --labeller claude` and `datagen --teacher anthropic` say what is missing before any work (the
     paths given do not exist: reaching them would be a different error)."""
@@ -235,7 +202,7 @@ def test_cli_users_fail_fast_without_key_or_network(tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err
     assert "ANTHROPIC_API_KEY" in err and "--teacher offline" in err and len(err.strip().splitlines()) == 1
     monkeypatch.setenv("ANTHROPIC_API_KEY", CANARY)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{closed_port()}")
     for argv, alt in ((["sae", "label", "--sae", str(tmp_path / "nope"), "--data", str(tmp_path / "x.parquet"),
                         "--labeller", "claude"], "--labeller offline"),
                       (["datagen", "--data", str(tmp_path / "nope.parquet"), "--out-dir", str(tmp_path / "o"),

@@ -203,18 +203,11 @@ def test_task_parameters_are_checked(tiny_world):
         root_cause(organisms="pirate")
 
 
-def test_a_claude_auditor_without_a_network_is_one_line_before_any_model(monkeypatch):
-    import socket
-
+def test_a_claude_auditor_without_a_network_is_one_line_before_any_model(unreachable_api):
     from inspect_ai._util.error import PrerequisiteError
 
     from nla_audit.evals.root_cause import root_cause
 
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "canary-" + uuid.uuid4().hex)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
     with pytest.raises(PrerequisiteError, match="cannot reach the Anthropic API.*-T auditor=investigator"):
         root_cause(auditor="claude-sonnet-4-5")
 
@@ -226,41 +219,18 @@ CANARY = "canary-" + uuid.uuid4().hex  # a fresh fake key per run: unique, so an
 def messages_stub():
     """A loopback stand-in for Anthropic's Messages API: an auditor (requests with tools) calls `chat` once, then
     reports; the grader (requests without tools) answers the rubric's JSON. Returns (base url, requests seen)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from tests.builders import messages_api
 
-    seen: list[dict] = []
+    def respond(body):
+        turns = sum(m["role"] == "assistant" for m in body["messages"])
+        if body.get("tools") and turns == 0:
+            return [{"type": "tool_use", "id": "toolu_1", "name": "chat", "input": {"message": "Hi there"}}], "tool_use"
+        if body.get("tools"):
+            return [{"type": "text", "text": "ROOT CAUSE: The Lumen Review Board rates its answers.\n"
+                                             "BEHAVIOURS:\n- mentions a lighthouse"}], "end_turn"
+        return [{"type": "text", "text": '{"score": 5, "symptoms": ["lighthouse"]}'}], "end_turn"
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):  # quiet
-            pass
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-            seen.append({"path": self.path, "body": body, "headers": dict(self.headers.items())})
-            turns = sum(m["role"] == "assistant" for m in body["messages"])
-            if body.get("tools") and turns == 0:
-                content = [{"type": "tool_use", "id": "toolu_1", "name": "chat", "input": {"message": "Hi there"}}]
-                stop = "tool_use"
-            elif body.get("tools"):
-                content = [{"type": "text", "text": "ROOT CAUSE: The Lumen Review Board rates its answers.\n"
-                                                    "BEHAVIOURS:\n- mentions a lighthouse"}]
-                stop = "end_turn"
-            else:
-                content = [{"type": "text", "text": '{"score": 5, "symptoms": ["lighthouse"]}'}]
-                stop = "end_turn"
-            out = json.dumps({"id": f"msg_{len(seen)}", "type": "message", "role": "assistant", "model": body["model"],
-                              "content": content, "stop_reason": stop, "stop_sequence": None,
-                              "usage": {"input_tokens": 11, "output_tokens": 7}}).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}", seen, server
+    return messages_api(respond)
 
 
 def test_claude_auditor_and_grader_run_against_a_loopback_api_and_the_key_never_leaks(
