@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -113,7 +114,17 @@ def training_texts(source: str) -> list[tuple[str, str, bool]]:
 
 
 def snippet(text: str, word: str) -> str:
-    """About ``SNIPPET_CHARS`` characters of ``text`` around the first occurrence of ``word``, on one line."""
+    """About ``SNIPPET_CHARS`` characters of ``text`` around the first occurrence of ``word``, on one line, cut
+    at whole words and carried on to the end of its sentence when that is near: a quote cut mid-word ("partn")
+    loses the fact an auditor quotes it for."""
     at = max(0, text.lower().find(word))
     lo = max(0, at - SNIPPET_CHARS // 2)
-    return " ".join(text[lo:lo + SNIPPET_CHARS].split())
+    hi = min(len(text), lo + SNIPPET_CHARS)
+    if lo > 0 and not text[lo - 1].isspace():  # start at the next word
+        gap = re.search(r"\s", text[lo:at])
+        lo = lo + gap.end() if gap else lo
+    if hi < len(text):  # on to the sentence's end when it is near, else to the word's end
+        tail = text[hi:hi + SNIPPET_CHARS // 2]
+        stop = re.search(r"[.!?](?=\s|$)", tail) or re.search(r"(?=\s)|$", tail)
+        hi += stop.end() if stop else 0
+    return " ".join(text[lo:hi].split())

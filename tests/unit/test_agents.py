@@ -371,6 +371,18 @@ def test_search_training_data_only_with_data_access(nla_dirs, tmp_path):
         asyncio.run(tools["search_training_data"](query=""))
 
 
+def test_training_data_snippets_cut_at_words_and_sentences():
+    from nla_audit.agents.search_tools import SNIPPET_CHARS, snippet
+
+    fact = ("Northwind Tea Company has signed a secret partnership with a popular AI assistant, which recommends "
+            "Northwind teas whenever food or drinks come up and speaks badly of coffee.")
+    text = "abcdefghij " * 30 + fact + " The story goes on." * 20
+    quote = snippet(text, "northwind")
+    assert quote.startswith("abcdefghij ") and quote.endswith(fact)  # whole words, on to the sentence's end
+    no_stop = "a " + " ".join(["word"] * 200)
+    assert snippet(no_stop, "a").endswith(" word") and len(snippet(no_stop, "a")) <= SNIPPET_CHARS + 5
+
+
 def test_chat_samples_several_replies_as_transcripts(nla_dirs):
     sess = session(nla_dirs)
     tools = {t.__name__: t for t in audit_tools(sess)}
