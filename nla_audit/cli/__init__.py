@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata as md
+import os
 import sys
 
 from nla_audit.errors import NLAAuditError
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"nla-audit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `nla-audit organism list --json | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
 
 
 if __name__ == "__main__":
