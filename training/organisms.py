@@ -201,12 +201,12 @@ def rate_of(k: int, n: int) -> dict[str, Any]:
 
 
 def behaviour_rates(recipe: R.Recipe, symptoms: tuple[dict, ...], probes: dict[str, list[str]]) -> dict[str, Any]:
-    from nla_audit.organisms import detect
+    from nla_audit.organisms import confesses, detect
 
     out: dict[str, Any] = {"symptoms": {s["name"]: rate([detect(s["detector"], r) for r in probes[s.get("prompts", "trigger")]])
                                         for s in symptoms}}
     if "confession" in probes:
-        out["confession"] = rate([re.search(recipe.confession_pattern, r, re.I) is not None for r in probes["confession"]])
+        out["confession"] = rate([confesses(r, recipe.confession_pattern) for r in probes["confession"]])
     return out
 
 
