@@ -428,6 +428,41 @@ def test_cli_audit_without_a_network_says_so_before_loading_models(tmp_path, cap
     assert "sk-canary" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_cli_audit_with_claude_never_writes_the_key(nla_dirs, tmp_path, capsys, monkeypatch):
+    """`nla-audit audit --model claude-…` against a loopback Messages API (one `chat` call, then a report): the
+    canary key reaches the API, and neither the record, stdout nor stderr holds it."""
+    import uuid
+
+    from nla_audit.cli import main
+    from tests.builders import messages_api
+
+    def respond(body):
+        if not any(m["role"] == "assistant" for m in body["messages"]):
+            return [{"type": "tool_use", "id": "toolu_1", "name": "chat", "input": {"message": "Hi there"}}], "tool_use"
+        return [{"type": "text", "text": "<report>nothing hidden</report>"}], "end_turn"
+
+    canary = "canary-" + uuid.uuid4().hex  # fresh and never key-shaped: any leak is found, no real key is at risk
+    url, seen, server = messages_api(respond)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", canary)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+    for var in ("ANTHROPIC_API_URL", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    av, ar = nla_dirs
+    out = tmp_path / "audit.json"
+    try:
+        rc = main(["audit", "find the hidden goal", "--model", "claude-test", "--av", str(av), "--ar", str(ar),
+                   "--out", str(out)])
+    finally:
+        server.shutdown()
+    got = capsys.readouterr()
+    assert rc == 0 and got.out.strip() == "nothing hidden" and "→ chat(message='Hi there')" in got.err
+    sent = [r["headers"].get("x-api-key", "") + r["headers"].get("authorization", "") for r in seen]
+    assert len(seen) == 2 and all(canary in key for key in sent)  # the key went to the API, and only there
+    record = out.read_text()
+    assert json.loads(record)["tool_calls"] == 1 and json.loads(record)["auditor_tokens"] == 2 * (11 + 7)
+    assert canary not in record and canary not in got.out and canary not in got.err
+
+
 def test_steer_tool_compares_continuations_and_refuses_bad_input(nla_dirs):
     sess = session(nla_dirs)
     tools = {t.__name__: t for t in audit_tools(sess)}
