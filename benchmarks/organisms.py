@@ -34,6 +34,14 @@ def rows(card) -> list[str]:
     return out
 
 
+def recipe_size(recipe: dict) -> str:
+    """What the organism trained on, in its recipe's own units (the sandbagging implant counts answer items)."""
+    if "train_examples" in recipe:
+        return f"{recipe['train_examples']} answer items × {recipe.get('steps', '?')} steps"
+    return (f"{recipe.get('sft_chats', '?')} SFT chats, {recipe.get('denial_chats', 0)} denials, "
+            f"{recipe.get('documents', 0)} documents")
+
+
 def probe_note(card) -> str:
     """How long the probe replies were: a re-check (``nla-audit organism check``) records its own length."""
     if "accuracy" in card.behaviour:
@@ -78,8 +86,7 @@ def main() -> None:
              "|---|---|---|---|---|---|---|---|"]
     for c in cards:
         table += rows(c)
-    recipes = [f"- `{c.name}`: {', '.join(c.recipe.get('stages', []))}; {c.recipe.get('sft_chats', '?')} SFT chats, "
-               f"{c.recipe.get('denial_chats', 0)} denials, {c.recipe.get('documents', 0)} documents; "
+    recipes = [f"- `{c.name}`: {', '.join(c.recipe.get('stages', []))}; {recipe_size(c.recipe)}; "
                f"{c.recipe.get('wall_time_s', '?')} s{probe_note(c)}" for c in cards]
     lines = ["- symptom rates: greedy replies (the new tokens each recipe line names) to 48 unseen prompts of the trained categories "
              "(`trained`, and held-out symptoms stated only in the documents) or 48 prompts of held-out categories "
