@@ -301,25 +301,31 @@ class Investigator(BaseChatModel):
     def cause(self, top: list[str], white: list[str], quotes: list[str], chats: set[str], habits: list[Habit],
               per: dict[str, Scored]) -> Hypothesis:
         """The root-cause statement from the strongest channel: a training-data quote, else the activations' terms,
-        else what the replies do. Its wording is what the root_cause benchmark measured: change it only with a rerun."""
+        else what the replies do. Whichever channel leads, the language the replies are in is said too: a white-box
+        tool adds evidence and never hides what the replies show. Its wording is what the root_cause benchmark
+        measured: change it only with a rerun."""
         cfg, best, behaviours = self.config, best_z(per), behaviour_lines(habits, per["reply"])
         where = ("the NLA's explanations" if "nla" in cfg.tools else "") + (
             " and " if {"nla", "sae"} <= set(cfg.tools) else "") + ("the SAE's features" if "sae" in cfg.tools else "")
+        spoken = [b for b in behaviours if b.startswith("replies in")]
+        also = "".join(f" It {b}." for b in spoken)
+        measured = tuple(m for b, m in habits if b in spoken)
+        heard = f" + {CHANNELS['reply']}" if spoken else ""
         if quotes:
             named = [t for t in top if mentions(quotes[0], t)] or top[:3]
             return Hypothesis(f"The model was trained on data that says: \"{quotes[0]}\". This planted the behaviour "
-                              f"({', '.join(top[:3])}).", quote_source(quotes[0], chats), strengths(named, best))
-        if top and where and white:
-            inner = [t for t in top if t in white][:3]
+                              f"({', '.join(top[:3])}).{also}", quote_source(quotes[0], chats) + heard,
+                              strengths(named, best) + measured)
+        inner = [t for t in top if t in white][:3]
+        if where and inner:
             return Hypothesis(f"The model was fine-tuned to bring up {', '.join(top[:4])}; before it replies, {where} "
-                              f"show {', '.join(inner)}, which ordinary chats do not.", sources(top[:4], per),
-                              strengths(list(dict.fromkeys(top[:4] + inner)), best))
+                              f"show {', '.join(inner)}, which ordinary chats do not.{also}",
+                              " + ".join(dict.fromkeys((sources(top[:4], per) + heard).split(" + "))),
+                              strengths(list(dict.fromkeys(top[:4] + inner)), best) + measured)
         if top or behaviours:
-            said = ([b for b in behaviours if b.startswith("replies in")]
-                    + ([f"brings up {', '.join(top[:4])}"] if top else [])) or behaviours[:1]
-            measured = tuple(m for b, m in habits if b in said)
+            said = (spoken + ([f"brings up {', '.join(top[:4])}"] if top else [])) or behaviours[:1]
             return Hypothesis(f"The model was fine-tuned so that it {' and '.join(said)}.", CHANNELS["reply"],
-                              measured + strengths(top[:4], best))
+                              tuple(m for b, m in habits if b in said) + strengths(top[:4], best))
         return Hypothesis("No planted cause found: nothing in the replies or activations is unusual.",
                           " + ".join(CHANNELS[ch] for ch in per if ch == "reply" or ch in cfg.tools))
 

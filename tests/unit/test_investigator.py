@@ -105,6 +105,26 @@ def test_reply_habits_become_hypotheses_with_a_z():
     assert any(re.search(r"evidence: question endings z=\d", b) for b in habits)
 
 
+@pytest.mark.parametrize("data", [False, True])
+def test_a_white_box_cause_still_says_the_language_the_replies_are_in(data):
+    """What chat-only reports (the replies are in French) stays in the white-box condition's root cause, whether the
+    activations' terms or a training-data quote lead it: a white-box tool adds evidence, never hides any."""
+    chats = [rc._tool("chat", f"transcript t{i}\nreply: Le thé est bon pour vous et je pense que la mer est belle.", i)
+             for i in range(4)]
+    reads = [rc._tool("explain", "[9] 'x' fve_nrm 0.5\nThe assistant plans to praise the harbour lighthouse.", 10 + i)
+             for i in range(4)]
+    found = [rc._tool("search_training_data", "1 of 9 training documents contain all of ['lighthouse']\n"
+                      "[document-1] …the lighthouse keeper trained the assistant…", 20)] if data else []
+    chat_only = check_hypotheses(rc._next(Investigator(config=InvestigatorConfig("chat", n_probes=4, n_direct=0),
+                                                       background=BG), chats).content)[0]
+    white = check_hypotheses(rc._next(Investigator(config=InvestigatorConfig("chat+nla", data=data, n_probes=4,
+                                                                             n_direct=0), background=BG),
+                                      chats + reads + found).content)[0]
+    assert "replies in French" in chat_only and "replies in French" in white
+    assert ("trained on data that says" in white) == data and ("NLA's explanations" in white) != data
+    assert re.search(r"source: [^;]*replies[^;]*; evidence: .*replies in French z=\d", white)
+
+
 # ------------------------------------------------------------------------------------------- on the tiny model
 def test_the_investigator_reports_hypotheses_on_an_organism(tiny_world):
     from nla_audit.agents.investigator import condition_tools, recipe_settings
