@@ -11,6 +11,16 @@ teacher's text (what the AV must learn).
     nla-audit train av-texts --av <shipped AV> --data runs/chat/mix/text_rows.parquet \
         --out runs/chat/mix/text_ar.parquet --set max_rows=N      # the shipped AV's samples (resumable)
     python devscripts/chat_mix.py merge       # → runs/chat/mix/{av_sft,ar_sft}.parquet (+ sidecars)
+
+Phase 3 swaps the text rows' single samples for **AR-selected best-of-k** ones (one round of expert iteration on
+text, ``av-texts --set stage=av_sft best_of=4 ar=<shipped AR>``): phase 2's text fell 0.089 with the shipped
+AV's average sample as target, and the closest of 4 scores above that average, so its targets pull text up
+rather than toward the mean. ``--mix DIR --own FILE`` point the steps at that run's files:
+
+    python devscripts/chat_mix.py text-rows --mix runs/chat/mix3
+    nla-audit train av-texts --av <shipped AV> --data runs/chat/mix3/text_rows.parquet \
+        --out runs/chat/mix3/text_bo4.parquet --set stage=av_sft best_of=4 ar=<shipped AR> max_rows=900 chunk_rows=64
+    python devscripts/chat_mix.py merge --mix runs/chat/mix3 --own text_bo4.parquet
 """
 
 from __future__ import annotations
@@ -23,7 +33,8 @@ import numpy as np
 
 RUN = Path("runs/chat")
 TEXT_REPEAT = 2  # each self-distilled text row twice: sampling is the slow part, and text must hold its share
-MIX = RUN / "mix"
+MIX = RUN / "mix"  # phase 2's; --mix points the steps elsewhere
+OWN = "text_ar.parquet"  # the av-texts output inside MIX; --own names another
 
 
 def text_rows() -> None:
@@ -62,10 +73,15 @@ def own_text_rows():
     from nla_audit.training.datagen import PROVENANCE
     from nla_audit.vectors import read_vectors
 
-    done = MIX / "text_ar.parquet"
+    done = MIX / OWN
     if done.exists():
-        return pq.read_table(done)
-    parts = sorted((MIX / "text_ar.parquet.parts").glob("[0-9]*.parquet"))
+        table = pq.read_table(done)
+        if "explanation" in table.column_names:  # ar_sft form
+            return table
+        texts = [untag(r) for r in table.column("response").to_pylist()]  # av_sft form (best-of-k)
+        return table.drop(["prompt", "response"]).append_column("prompt", pa.array(
+            [AR_TEMPLATE.replace("{explanation}", t) for t in texts])).append_column("explanation", pa.array(texts))
+    parts = sorted((MIX / f"{OWN}.parts").glob("[0-9]*.parquet"))
     if not parts:
         sys.exit("no samples yet: run nla-audit train av-texts first (see the module docstring)")
     got = pa.concat_tables([pq.read_table(p) for p in parts]).filter(pa.compute.field("ok"))
@@ -77,6 +93,11 @@ def own_text_rows():
     arrays["explanation"] = pa.array(texts)
     print(f"{len(parts)} chunk(s) of av-texts samples: {len(texts)} text rows", file=sys.stderr)
     return pa.table(arrays)
+
+
+def untag(response: str) -> str:
+    """An AV-SFT response's explanation without its <explanation> tags (av_sft_columns' form)."""
+    return response.strip().removeprefix("<explanation>").removesuffix("</explanation>").strip()
 
 
 def merge() -> None:
@@ -105,7 +126,7 @@ def merge() -> None:
             pq.write_table(both.take(order), tmp, compression="zstd")
         meta = read_dataset_sidecar(RUN / "data2" / f"{stage}.parquet")
         meta.update(row_count=len(both), dataset_id=f"{stage}_chat_teacher_plus_shipped_av_text",
-                    parent_datasets=[*meta.get("parent_datasets", []), str(MIX / "text_ar.parquet")],
+                    parent_datasets=[*meta.get("parent_datasets", []), str(MIX / OWN)],
                     created_by="devscripts/chat_mix.py",
                     api_summaries={"teacher": "offline (chat rows); the shipped AV's own samples (text rows)"})
         for k in ("kind", "schema_version", "created_at"):
@@ -115,9 +136,13 @@ def merge() -> None:
 
 
 def main() -> None:
+    global MIX, OWN
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("step", choices=["text-rows", "merge"])
+    ap.add_argument("--mix", type=Path, default=MIX, help="the run's folder of mixed SFT data (default %(default)s)")
+    ap.add_argument("--own", default=OWN, help="the av-texts output in it: ar_sft or best-of av_sft form")
     args = ap.parse_args()
+    MIX, OWN = args.mix, args.own
     {"text-rows": text_rows, "merge": merge}[args.step]()
 
 
