@@ -26,6 +26,7 @@ AR_INIT="${AR_INIT:-$SHIPPED/ar}"
 AV_INIT="${AV_INIT:-$SHIPPED/av}"
 AR_STEPS="${AR_STEPS:-3000}"
 AV_STEPS="${AV_STEPS:-3000}"
+AV_LR="${AV_LR:-}"   # empty: the av-sft default (3e-4)
 mkdir -p "$RUN"
 
 last_step() { tail -n 1 "$1/metrics.jsonl" 2>/dev/null | python3 -c "import json,sys; print(json.loads(sys.stdin.read() or '{\"step\": 0}')['step'])"; }
@@ -48,6 +49,6 @@ export OMP_NUM_THREADS="${THREADS:-1}" MKL_NUM_THREADS="${THREADS:-1}"
   $(resume_flag "$RUN/$AR_RUN") --set init_from="$AR_INIT" steps="$AR_STEPS" batch_size=16 \
   eval_data="$RUN/$DATA/ar_eval.parquet" eval_rows=128 save_every=50 eval_every=100 > "$RUN/$AR_RUN.log" 2>&1 &
 [ "$ONLY" = ar ] || "$NLA" train av-sft --data "$RUN/$DATA/av_sft.parquet" --run-dir "$RUN/$AV_RUN" --quiet \
-  $(resume_flag "$RUN/$AV_RUN") --set init_from="$AV_INIT" steps="$AV_STEPS" batch_size=8 save_every=50 \
+  $(resume_flag "$RUN/$AV_RUN") --set init_from="$AV_INIT" steps="$AV_STEPS" batch_size=8 save_every=50 ${AV_LR:+lr=$AV_LR} \
   eval_every=100 > "$RUN/$AV_RUN.log" 2>&1 &
 wait
