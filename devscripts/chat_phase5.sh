@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The chat NLA's fifth CPU phase: the chat teacher only at template tokens. Phase 3's AV wrote the teacher's chat
+# form on 59% of held-out *text* positions and read chat content worse in that form than the shipped AV does in its
+# own, so a chat content row's target is the teacher's first line (where in the conversation, whose turn) followed
+# by the shipped AV's own sample there; control rows keep the teacher, text rows phase 3's best-of-4 samples.
+# Phase 3's steps otherwise (AR 100 × 16, AV 400 × 8, lr 3e-4), so phase 5 − phase 3 isolates the content rows.
+# docs/results/chat-nla.md. Resumable like chat_phase3.sh; needs runs/chat/data2 and runs/chat/mix3/text_bo4.parquet.
+#   nohup nice -n 19 bash devscripts/chat_phase5.sh > runs/chat/phase5.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+S=nla_audit/data/nla/smollm2-135m-instruct
+MIX=runs/chat/mix5
+NLA="${PWD}/.venv/bin/nla-audit"
+export THREADS="${THREADS:-2}" OMP_NUM_THREADS="${THREADS:-2}" MKL_NUM_THREADS="${THREADS:-2}"
+step() { echo "[$1] $(date -u +%H:%M)"; }
+done_steps() { tail -n 1 "runs/chat/$1/metrics.jsonl" 2>/dev/null | python3 -c \
+  "import json,sys; print(json.loads(sys.stdin.read() or '{\"step\": 0}')['step'])"; }
+
+[ -f runs/chat/mix3/text_bo4.parquet ] || { echo "no runs/chat/mix3/text_bo4.parquet: run devscripts/chat_phase3.sh first"; exit 2; }
+[ -f $MIX/content_rows.parquet ] || { step content-rows; .venv/bin/python devscripts/chat_mix.py content-rows --mix $MIX; }
+if [ ! -f $MIX/content_ar.parquet ]; then
+  step "content samples"
+  "$NLA" train av-texts --av $S/av --data $MIX/content_rows.parquet --out $MIX/content_ar.parquet \
+    --set max_rows=900 chunk_rows=64 batch_size=32 device=cpu
+fi
+if [ ! -f $MIX/av_sft.parquet ]; then
+  step merge
+  .venv/bin/python devscripts/chat_mix.py merge --mix $MIX --own ../mix3/text_bo4.parquet --content content_ar.parquet
+  cp runs/chat/data2/ar_eval.parquet runs/chat/data2/ar_eval.parquet.nla_meta.yaml $MIX/
+fi
+if [ "$(done_steps ar_sft5)" -lt 100 ]; then
+  step "AR SFT"; ONLY=ar DATA=mix5 AR_RUN=ar_sft5 AR_STEPS=100 bash devscripts/chat_nla.sh
+fi
+if [ "$(done_steps av_sft5)" -lt 400 ]; then
+  step "AV SFT"; ONLY=av DATA=mix5 AV_RUN=av_sft5 AV_STEPS=400 bash devscripts/chat_nla.sh
+fi
+step score
+.venv/bin/python benchmarks/fve_by_class.py --pair shipped $S/av $S/ar --pair chat-hybrid-s400 runs/chat/av_sft5/av \
+  runs/chat/ar_sft5/ar --text-docs 40 --chat-docs 40 --positions 3 --task-items 12 --append
+step done
