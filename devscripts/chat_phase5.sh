@@ -6,10 +6,14 @@
 # Phase 3's steps otherwise (AR 100 × 16, AV 400 × 8, lr 3e-4), so phase 5 − phase 3 isolates the content rows.
 # docs/results/chat-nla.md. Resumable like chat_phase3.sh; needs runs/chat/data2 and runs/chat/mix3/text_bo4.parquet.
 #   nohup nice -n 19 bash devscripts/chat_phase5.sh > runs/chat/phase5.log 2>&1 &
+# Phase 6 is phase 5's data and AR with a third of the AV learning rate (phase 5's text fell 0.037 paired):
+#   AV_RUN=av_sft6 AV_LR=0.0001 PAIR=chat-hybrid-lr1e-4 nohup nice -n 19 bash devscripts/chat_phase5.sh > runs/chat/phase6.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=nla_audit/data/nla/smollm2-135m-instruct
 MIX=runs/chat/mix5
+AV_RUN="${AV_RUN:-av_sft5}" PAIR="${PAIR:-chat-hybrid-s400}"
+export AV_LR="${AV_LR:-}"
 NLA="${PWD}/.venv/bin/nla-audit"
 export THREADS="${THREADS:-2}" OMP_NUM_THREADS="${THREADS:-2}" MKL_NUM_THREADS="${THREADS:-2}"
 step() { echo "[$1] $(date -u +%H:%M)"; }
@@ -31,10 +35,10 @@ fi
 if [ "$(done_steps ar_sft5)" -lt 100 ]; then
   step "AR SFT"; ONLY=ar DATA=mix5 AR_RUN=ar_sft5 AR_STEPS=100 bash devscripts/chat_nla.sh
 fi
-if [ "$(done_steps av_sft5)" -lt 400 ]; then
-  step "AV SFT"; ONLY=av DATA=mix5 AV_RUN=av_sft5 AV_STEPS=400 bash devscripts/chat_nla.sh
+if [ "$(done_steps "$AV_RUN")" -lt 400 ]; then
+  step "AV SFT"; ONLY=av DATA=mix5 AV_RUN="$AV_RUN" AV_STEPS=400 bash devscripts/chat_nla.sh
 fi
 step score
-.venv/bin/python benchmarks/fve_by_class.py --pair shipped $S/av $S/ar --pair chat-hybrid-s400 runs/chat/av_sft5/av \
+.venv/bin/python benchmarks/fve_by_class.py --pair shipped $S/av $S/ar --pair "$PAIR" "runs/chat/$AV_RUN/av" \
   runs/chat/ar_sft5/ar --text-docs 40 --chat-docs 40 --positions 3 --task-items 12 --append
 step done
