@@ -35,8 +35,8 @@ CLASSES = ("text", "chat content", "chat control")
 TASKS = ("classification", "suffix_prediction", "user_modeling", "cot_hints")
 
 
-def heldout_documents(tok, text_docs: int, chat_docs: int, positions: int, max_length: int):
-    """Yield (doc id, token ids, [(position, class)]) for test-split documents: ``text_docs`` fortunes documents and
+def heldout_documents(tok, text_docs: int, chat_docs: int, positions: int, max_length: int, split: str = "test"):
+    """Yield (doc id, token ids, [(position, class)]) for ``split`` documents (test; val to choose a setting): ``text_docs`` fortunes documents and
     ``chat_docs`` ShareGPT conversations, positions drawn by the extraction's own rules (half of a chat's at
     template tokens)."""
     from nla_audit.corpus import iter_documents
@@ -49,7 +49,7 @@ def heldout_documents(tok, text_docs: int, chat_docs: int, positions: int, max_l
         for doc in iter_documents(corpus):
             if k >= n_docs:
                 break
-            if assign_split(doc.id, dict(DEFAULT_FRACTIONS), 42) != "test":
+            if assign_split(doc.id, dict(DEFAULT_FRACTIONS), 42) != split:
                 continue
             ids, layout = prepare_document(doc, tok, max_length)
             if layout is None:
@@ -63,8 +63,9 @@ def heldout_documents(tok, text_docs: int, chat_docs: int, positions: int, max_l
                                                                     "chat content")) for p in pos]
 
 
-def heldout_rows(target, layer: int, text_docs: int, chat_docs: int, positions: int, max_length: int):
-    """{class: (vectors, doc ids)} from test-split documents, extracted now with the extraction's own rules."""
+def heldout_rows(target, layer: int, text_docs: int, chat_docs: int, positions: int, max_length: int,
+                 split: str = "test"):
+    """{class: (vectors, doc ids)} from ``split`` documents, extracted now with the extraction's own rules."""
     import torch
 
     from nla_audit.extract import block_outputs
@@ -72,7 +73,7 @@ def heldout_rows(target, layer: int, text_docs: int, chat_docs: int, positions: 
     tok = target.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     rows: dict[str, tuple[list, list]] = {c: ([], []) for c in CLASSES}
-    for doc_id, ids, picks in heldout_documents(tok, text_docs, chat_docs, positions, max_length):
+    for doc_id, ids, picks in heldout_documents(tok, text_docs, chat_docs, positions, max_length, split):
         hidden = block_outputs(target.model, layer, [ids[: max(p for p, _ in picks) + 1]], pad)[0]
         for p, cls in picks:
             rows[cls][0].append(hidden[p])

@@ -58,7 +58,7 @@ def register(sub) -> None:
                         "faster on CPUs without native bf16)")
     p.set_defaults(func=run_datagen)
 
-    t = sub.add_parser("train", help="train an NLA: pipeline, av-texts, ar-sft, av-sft, rl")
+    t = sub.add_parser("train", help="train an NLA: pipeline, av-texts, ar-sft, av-sft, rl, interpolate")
     tsub = t.add_subparsers(dest="stage", metavar="STAGE", required=True, parser_class=LazyEpilogParser)
     pl = tsub.add_parser("pipeline", help="extract → datagen → AR SFT → AV SFT → RL, resumable end to end",
                          epilog_fn=lambda: config_keys_epilog("pipeline"))
@@ -76,6 +76,13 @@ def register(sub) -> None:
     at.add_argument("--out", default=None, help="ar_sft parquet to write (its eval part: <stem>.eval.parquet)")
     at.add_argument("--quiet", action="store_true")
     at.set_defaults(func=run_av_texts)
+    ip = tsub.add_parser("interpolate", help="WiSE-FT: (1-alpha)*FROM + alpha*TO, for two AV or two AR folders "
+                         "(e.g. a fine-tune and the checkpoint it continued from)")
+    ip.add_argument("--from", dest="from_dir", required=True, help="checkpoint folder at alpha = 0 (e.g. the shipped ar/)")
+    ip.add_argument("--to", dest="to_dir", required=True, help="checkpoint folder at alpha = 1 (e.g. its fine-tune)")
+    ip.add_argument("--alpha", type=float, required=True, help="weight of --to, in [0, 1]")
+    ip.add_argument("--out", required=True, help="new checkpoint folder to write")
+    ip.set_defaults(func=run_interpolate)
     helps = {"ar-sft": "AR SFT: teach the AR to map teacher explanations back to activations",
              "av-sft": "AV SFT: teach the AV to write the teacher's explanations of injected activations",
              "rl": "GRPO: the AV explains, the AR's reconstruction error is the reward; the AR trains alongside"}
@@ -212,6 +219,14 @@ def run_av_texts(args) -> int:
     else:
         eval_out = Path(cfg.out).with_name(f"{Path(cfg.out).stem}.eval.parquet")
         print(f"{line}; ar_sft: {counts['ar_sft']} rows → {cfg.out}; ar_eval: {counts['ar_eval']} rows → {eval_out}")
+    return 0
+
+
+def run_interpolate(args) -> int:
+    from nla_audit.training.interpolate import interpolate_checkpoints
+
+    out = interpolate_checkpoints(args.from_dir, args.to_dir, args.alpha, args.out)
+    print(f"interpolated (alpha {args.alpha}): {args.from_dir} → {args.to_dir} → {out}")
     return 0
 
 
