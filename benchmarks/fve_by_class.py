@@ -81,8 +81,9 @@ def heldout_rows(target, layer: int, text_docs: int, chat_docs: int, positions: 
     return {c: (torch.stack(v), d) for c, (v, d) in rows.items() if v}
 
 
-def task_rows(target, layer: int, n: int):
-    """{task: (vectors, item ids)}: each eval task's explained activation for its first ``n`` eval items."""
+def task_rows(target, layer: int, n: int, split: str = "eval"):
+    """{task: (vectors, item ids)}: each eval task's explained activation for its first ``n`` items of ``split``
+    (eval to report; train to choose a setting)."""
     import importlib
 
     import torch
@@ -93,7 +94,7 @@ def task_rows(target, layer: int, n: int):
     out = {}
     for name in TASKS:
         spec = importlib.import_module(f"nla_audit.evals.{name}.task").SPEC
-        items = select(spec.load(0).items, "eval", None)[:n]
+        items = select(spec.load(0).items, split, None)[:n]
         vecs, ids = [], []
         for it in items:
             tokens, pos, _ = resolve_position(it, target.tokenizer)

@@ -58,7 +58,8 @@ def main() -> None:
     ap.add_argument("--text-docs", type=int, default=40)
     ap.add_argument("--chat-docs", type=int, default=40)
     ap.add_argument("--positions", type=int, default=3)
-    ap.add_argument("--task-items", type=int, default=0, help="eval-task rows too (test split only: items are fixed)")
+    ap.add_argument("--task-items", type=int, default=0, help="eval-task rows too: the first N items of --task-split")
+    ap.add_argument("--task-split", default="eval", help="eval (report) or train (choose a setting)")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--cache", default="runs/cross_ar_cache")
     ap.add_argument("--append", action="store_true")
@@ -78,9 +79,11 @@ def main() -> None:
     base, layer = ref_ar.fve_baseline(), int(ref_ar.layer_index)
     target = load_target(read_model_sidecar(args.av[0][1], "av").base_model, dtype="float32")
     sets = heldout_rows(target, layer, args.text_docs, args.chat_docs, args.positions, 512, args.split)
-    if args.task_items:
-        sets.update({f"task: {k}": v for k, v in task_rows(target, layer, args.task_items).items()})
-    texts = {name: _texts(d, sets, Path(args.cache), args.max_new_tokens) for name, d in args.av}
+    tasks = ({f"task: {k}": v for k, v in task_rows(target, layer, args.task_items, args.task_split).items()}
+             if args.task_items else {})
+    texts = {name: {**_texts(d, sets, Path(args.cache), args.max_new_tokens),
+                    **(_texts(d, tasks, Path(args.cache), args.max_new_tokens) if tasks else {})} for name, d in args.av}
+    sets.update(tasks)
     fve: dict = {}
     for ar_name, ar_dir in args.ar:
         ar = ActivationReconstructor.from_pretrained(ar_dir, "float32", None)
@@ -93,7 +96,8 @@ def main() -> None:
     groups[MIXED] = [d for c in CLASSES if c in sets for d in sets[c][1]]
     ref = (args.av[0][0], args.ar[0][0])
     lines = [f"- split: {args.split} ({args.text_docs} fortunes documents, {args.chat_docs} ShareGPT conversations, "
-             f"{args.positions} positions each; chats half at template tokens); greedy, max_new_tokens "
+             f"{args.positions} positions each; chats half at template tokens; tasks: first {args.task_items} "
+             f"{args.task_split} items); greedy, max_new_tokens "
              f"{args.max_new_tokens}; B_rv {base:.4f} (AR {args.ar[0][0]}) for every AR",
              "", f"| set | AV | AR | fve_nrm mean [95% CI] | − AV {ref[0]} + AR {ref[1]} (paired) |", "|---|---|---|---|---|"]
     for set_name in [*sets, MIXED]:
