@@ -36,9 +36,9 @@ TASKS = ("classification", "suffix_prediction", "user_modeling", "cot_hints")
 
 
 def heldout_documents(tok, text_docs: int, chat_docs: int, positions: int, max_length: int, split: str = "test"):
-    """Yield (doc id, token ids, [(position, class)]) for ``split`` documents (test; val to choose a setting): ``text_docs`` fortunes documents and
-    ``chat_docs`` ShareGPT conversations, positions drawn by the extraction's own rules (half of a chat's at
-    template tokens)."""
+    """Yield (doc id, token ids, [(position, class)]) for ``split`` documents (test to report, rl to choose a
+    setting): ``text_docs`` fortunes documents and ``chat_docs`` ShareGPT conversations, positions drawn by the
+    extraction's own rules (half of a chat's at template tokens)."""
     from nla_audit.corpus import iter_documents
     from nla_audit.extract import prepare_document, sample_chat_positions, sample_positions, special_token_ids
     from nla_audit.split import DEFAULT_FRACTIONS, assign_split
