@@ -11,7 +11,8 @@ split; each AV's greedy texts are cached in ``--cache`` (keyed by the AV's files
     python devscripts/cross_ar.py --split rl --av shipped AV --av p6 AV6 --ar shipped AR --ar a0.5 AR_A05 ...
 
 fve_nrm uses the first AR's B_rv for every AR; "mixed" pools text, chat content and chat control; the paired
-difference is against the first AV read by the first AR. Prints a markdown table; ``--append`` adds it to
+difference is against the first AV read by the first AR; "unclosed" is the share of an AV's explanations without
+a closing tag (read as raw text). Prints a markdown table; ``--append`` adds it to
 BENCHMARKS.md.
 """
 
@@ -48,6 +49,11 @@ def _texts(av_dir: str, sets: dict, cache: Path, max_new_tokens: int) -> dict:
     path.with_suffix(".tmp").write_text(json.dumps(out))
     path.with_suffix(".tmp").replace(path)
     return out
+
+
+def unclosed_share(texts: list[str]) -> float:
+    """Share of explanations the AV never closed: the parser keeps such raw output, opening tag included."""
+    return sum("<explanation>" in t for t in texts) / max(len(texts), 1)
 
 
 def main() -> None:
@@ -99,7 +105,8 @@ def main() -> None:
              f"{args.positions} positions each; chats half at template tokens; tasks: first {args.task_items} "
              f"{args.task_split} items); greedy, max_new_tokens "
              f"{args.max_new_tokens}; B_rv {base:.4f} (AR {args.ar[0][0]}) for every AR",
-             "", f"| set | AV | AR | fve_nrm mean [95% CI] | − AV {ref[0]} + AR {ref[1]} (paired) |", "|---|---|---|---|---|"]
+             "", f"| set | AV | AR | fve_nrm mean [95% CI] | − AV {ref[0]} + AR {ref[1]} (paired) | unclosed |",
+             "|---|---|---|---|---|---|"]
     for set_name in [*sets, MIXED]:
         for av_name in texts:
             for ar_name, _ in args.ar:
@@ -110,7 +117,9 @@ def main() -> None:
                     d = x - fve[(set_name, *ref)]
                     plo, phi = bootstrap_ci(d, groups=groups[set_name])
                     paired = f"{d.mean():+.3f} [{plo:+.3f}, {phi:+.3f}]"
-                lines.append(f"| {set_name} | {av_name} | {ar_name} | {x.mean():.3f} [{lo:.3f}, {hi:.3f}] | {paired} |")
+                said = texts[av_name].get(set_name) or [t for c in CLASSES if c in sets for t in texts[av_name][c]]
+                lines.append(f"| {set_name} | {av_name} | {ar_name} | {x.mean():.3f} [{lo:.3f}, {hi:.3f}] | {paired} "
+                             f"| {unclosed_share(said):.2f} |")
     lines += ["", "- AVs: " + "; ".join(f"{n} = `{d}`" for n, d in args.av),
               "- ARs: " + "; ".join(f"{n} = `{d}`" for n, d in args.ar)]
     print("\n".join(lines), flush=True)

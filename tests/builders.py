@@ -45,8 +45,9 @@ def text_corpus(path: Path, n_docs: int = 6, reps: int = 2) -> Path:
 
 
 def build_tiny_nla(model_dir: Path, out: Path, layer: int = 2, injection_scale: float = 4.0,
-                   rank: int = 4) -> tuple[Path, Path]:
-    """An untrained AV/AR pair in nla_audit's adapter format over the tiny model (random LoRA B so it differs)."""
+                   rank: int = 4, training: dict | None = None) -> tuple[Path, Path]:
+    """An untrained AV/AR pair in nla_audit's adapter format over the tiny model (random LoRA B so it differs);
+    ``training`` is both sidecars' training section (e.g. a recorded cost)."""
     from nla_audit.injection import build_token_meta
     from nla_audit.metrics import baselines
     from nla_audit.models import load_tokenizer
@@ -58,10 +59,10 @@ def build_tiny_nla(model_dir: Path, out: Path, layer: int = 2, injection_scale: 
     for n, p in lm.named_parameters():
         if "lora_B" in n:
             torch.nn.init.normal_(p, std=0.02)
-    av = export_av(lm, out / "av", str(model_dir), 64, tokens, injection_scale, "sl", [], {})
+    av = export_av(lm, out / "av", str(model_dir), 64, tokens, injection_scale, "sl", [], training or {})
     lm_ar, _inner, head, _ = build_ar(str(model_dir), layer, rank, 8.0)
     base = baselines(torch.randn(64, 64), 8.0)
-    ar = export_ar(lm_ar, head, out / "ar", str(model_dir), layer, tokens, base, "sl", [], {})
+    ar = export_ar(lm_ar, head, out / "ar", str(model_dir), layer, tokens, base, "sl", [], training or {})
     return av, ar
 
 

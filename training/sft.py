@@ -156,7 +156,7 @@ def train_ar_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
                 run.save(step, modules, {"opt": opt}, keep)
                 export_ar(lm, head, Path(cfg.run_dir) / "ar", cfg.model, layer, None, base, "sl", [cfg.data, *parents],
                           {"loss_type": "sft_mse_nrm", "step": step, "lr": cfg.lr, "batch_size": cfg.batch_size,
-                           **cost(run, cfg.device)})
+                           **cost(run, cfg.device, _parent_sidecars(cfg, "ar"))})
                 run.plot()
     return Path(cfg.run_dir) / "ar"
 
@@ -177,6 +177,14 @@ def _ar_start(cfg: SFTConfig, gold: torch.Tensor, scale: float, layer: int) -> t
     from nla_audit.training.nla_models import sidecar_baselines
 
     return sidecar_baselines(meta) or baselines(gold, scale), list(meta.trained_on)
+
+
+def _parent_sidecars(cfg: SFTConfig, role: str) -> tuple:
+    """The checkpoint a continued stage started from, so its training cost joins the new sidecar's lineage (a
+    continued NLA's total wall time is its parent's plus its own; unknown if the parent recorded none)."""
+    from nla_audit.sidecar import read_model_sidecar
+
+    return (read_model_sidecar(cfg.init_from, role),) if cfg.init_from else ()
 
 
 def _ar_eval_rows(cfg: SFTConfig, layer: int, d: int) -> tuple[list[str], torch.Tensor]:
@@ -294,7 +302,7 @@ def train_av_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) ->
                 export_av(lm, Path(cfg.run_dir) / "av", cfg.model, acts.shape[1], tokens, scale, "sl",
                           [*parent_data, cfg.data],
                           {"loss_type": "sft_loss", "step": step, "lr": cfg.lr, "batch_size": cfg.batch_size,
-                           "init_from": cfg.init_from, **cost(run, cfg.device)})
+                           "init_from": cfg.init_from, **cost(run, cfg.device, _parent_sidecars(cfg, "av"))})
                 run.plot(("loss", "eval_loss_real", "eval_gap"))
     return Path(cfg.run_dir) / "av"
 

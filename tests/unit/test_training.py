@@ -173,7 +173,7 @@ def test_ar_sft_continues_an_exported_ar_and_keeps_its_baselines(tiny_model_dir,
 def test_av_sft_continues_an_exported_av_with_its_rank_and_injection_scale(tiny_model_dir, tmp_path):
     """init_from for the AV (expert iteration): the adapter starts from the parent's (lr ~0 leaves it there, not a
     fresh rank-16 LoRA), the parent's injection scale is kept rather than re-derived from the data, and the
-    parent's training data is listed."""
+    parent's training data and training cost are listed."""
     from safetensors.torch import load_file
 
     from nla_audit.sidecar import read_model_sidecar
@@ -181,11 +181,15 @@ def test_av_sft_continues_an_exported_av_with_its_rank_and_injection_scale(tiny_
     from tests.builders import build_tiny_nla, tiny_av_sft_parquet
 
     data = tiny_av_sft_parquet(tiny_model_dir, tmp_path)
-    parent, _ = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2, injection_scale=7.0, rank=4)
+    parent, _ = build_tiny_nla(tiny_model_dir, tmp_path / "nla", layer=2, injection_scale=7.0, rank=4,
+                               training={"wall_time_s": 12.0, "total_wall_time_s": 12.0, "stages": {"parent-run": 12.0}})
     out = train_av_sft(SFTConfig(data=str(data), run_dir=str(tmp_path / "ei"), model=str(tiny_model_dir), steps=1,
                                  batch_size=2, lr=1e-9, warmup_steps=1, base_dtype="float32", eval_rows=2,
                                  init_from=str(parent)), progress=False)
     meta, pmeta = read_model_sidecar(out, "av"), read_model_sidecar(parent, "av")
+    # the parent's run and this one: a continued NLA's cost includes what its parent cost
+    assert "parent-run" in meta.training["stages"] and len(meta.training["stages"]) == 2
+    assert meta.training["total_wall_time_s"] == pytest.approx(12.0 + meta.training["wall_time_s"], abs=0.2)
     assert meta.injection_scale == 7.0 and meta.adapter["rank"] == 4 and meta.training["init_from"] == str(parent)
     assert str(data) in meta.trained_on and set(pmeta.trained_on) <= set(meta.trained_on)
     a, b = load_file(str(out / "adapter.safetensors")), load_file(str(parent / "adapter.safetensors"))
