@@ -22,9 +22,11 @@
 # NLA_GPU_START (default the shipped NLA: a folder with av/ and ar/ that GRPO starts from; it must travel, so
 # carry it when it is not tracked). The chat NLA's GRPO on the chat + text mix, from its CPU SFT exports:
 #   NLA_GPU_DATA=runs/chat/data bash devscripts/gpu.sh pack   # then slim / stage p1-p3 / unslim as above
-#   mkdir -p runs/chat/start && cp -r runs/chat/av_sft/av runs/chat/ar_sft/ar runs/chat/start/
+#   mkdir -p runs/chat/start && cp -r runs/chat/av_sft6/av runs/chat/start/av \
+#     && cp -r runs/chat/ar_wise/a0.5 runs/chat/start/ar            # phase 7's pair (docs/results/chat-nla.md)
 #   NLA_GPU_DATA=runs/chat/data NLA_GPU_START=runs/chat/start NLA_GPU_RUN=runs/chat/rl STEPS=N \
 #     bash devscripts/gpu.sh train          # with carry ["runs/chat/start"]
+# Its eval curve reads the test split: choose a step with devscripts/cross_ar.py --split rl, never by that curve.
 set -euo pipefail
 SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$SELF")/.."
