@@ -30,20 +30,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MIXED = "mixed (text + chat)"
 
 
-def _texts(av_dir: str, sets: dict, cache: Path, max_new_tokens: int) -> dict:
+def _texts(av_dir: str, sets: dict, cache: Path, max_new_tokens: int, retries: int = 0) -> dict:
     """{set: greedy explanations} of ``av_dir`` for every set's rows, from the cache when there."""
     h = hashlib.sha256()
     for f in sorted(Path(av_dir).glob("*")):
         h.update(f.name.encode() + f.read_bytes())
     for name, (v, ids) in sorted(sets.items()):
         h.update(name.encode() + v.numpy().tobytes() + "|".join(ids).encode())
-    path = cache / f"texts-{h.hexdigest()[:16]}-{max_new_tokens}.json"
+    path = cache / f"texts-{h.hexdigest()[:16]}-{max_new_tokens}{f'-r{retries}' if retries else ''}.json"
     if path.exists():
         return json.loads(path.read_text())
     from nla_audit.av import ActivationVerbalizer
 
     av = ActivationVerbalizer.from_pretrained(av_dir, "float32", None)
-    out = {name: [e.text for e in av.explain(v, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=16)]
+    out = {name: [e.text for e in av.explain(v, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=16,
+                                             retries=retries)]
            for name, (v, _) in sets.items()}
     cache.mkdir(parents=True, exist_ok=True)
     path.with_suffix(".tmp").write_text(json.dumps(out))
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--task-items", type=int, default=0, help="eval-task rows too: the first N items of --task-split")
     ap.add_argument("--task-split", default="eval", help="eval (report) or train (choose a setting)")
     ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--retries", type=int, default=0, help="resample each unclosed explanation up to N times")
     ap.add_argument("--cache", default="runs/cross_ar_cache")
     ap.add_argument("--append", action="store_true")
     args = ap.parse_args()
@@ -87,8 +89,9 @@ def main() -> None:
     sets = heldout_rows(target, layer, args.text_docs, args.chat_docs, args.positions, 512, args.split)
     tasks = ({f"task: {k}": v for k, v in task_rows(target, layer, args.task_items, args.task_split).items()}
              if args.task_items else {})
-    texts = {name: {**_texts(d, sets, Path(args.cache), args.max_new_tokens),
-                    **(_texts(d, tasks, Path(args.cache), args.max_new_tokens) if tasks else {})} for name, d in args.av}
+    texts = {name: {**_texts(d, sets, Path(args.cache), args.max_new_tokens, args.retries),
+                    **(_texts(d, tasks, Path(args.cache), args.max_new_tokens, args.retries) if tasks else {})}
+             for name, d in args.av}
     sets.update(tasks)
     fve: dict = {}
     for ar_name, ar_dir in args.ar:
@@ -103,7 +106,8 @@ def main() -> None:
     ref = (args.av[0][0], args.ar[0][0])
     lines = [f"- split: {args.split} ({args.text_docs} fortunes documents, {args.chat_docs} ShareGPT conversations, "
              f"{args.positions} positions each; chats half at template tokens; tasks: first {args.task_items} "
-             f"{args.task_split} items); greedy, max_new_tokens "
+             f"{args.task_split} items); greedy"
+             f"{f' (each unclosed explanation resampled at T 0.7 up to {args.retries}×)' if args.retries else ''}, max_new_tokens "
              f"{args.max_new_tokens}; B_rv {base:.4f} (AR {args.ar[0][0]}) for every AR",
              "", f"| set | AV | AR | fve_nrm mean [95% CI] | − AV {ref[0]} + AR {ref[1]} (paired) | unclosed |",
              "|---|---|---|---|---|---|"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from nla_audit.injection import av_prompt_ids, check_tokens, injecting
 from nla_audit.sidecar import AV_TEMPLATE, ModelSidecar
 
 _EXPL_RE = re.compile(r"<explanation>\s*(.*?)\s*</explanation>", re.DOTALL)
+RETRY_TEMPERATURE = 0.7  # a greedy decode's resamples: the reference inference CLI's default temperature
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,40 @@ class Explanation:
     truncated: bool
     n_tokens: int
     warning: str | None = None
+    retries: int = 0  # resamples this row took (``resample_unclosed``); 0 = the first decode
 
 
 def parse_explanation(raw: str) -> tuple[str, bool]:
     """First ``<explanation>…</explanation>`` match, stripped (the AR was trained on the bare text)."""
     m = _EXPL_RE.search(raw)
     return (m.group(1).strip(), True) if m else (raw.strip(), False)
+
+
+def resample_unclosed(explain: Callable[..., list[Explanation]], vectors: torch.Tensor, first: list[Explanation],
+                      retries: int, temperature: float, seed: int | None, **decode: Any) -> list[Explanation]:
+    """``first`` with each unclosed row (no ``<explanation>`` pair) decoded again, up to ``retries`` times.
+
+    Why: a greedy AV can loop (a digit run copied from the context until ``max_new_tokens``) and never close its
+    tag; that raw text is noise to an auditor and to the AR alike. A resample is drawn at ``temperature`` (or
+    ``RETRY_TEMPERATURE`` after a greedy decode), seeded by ``seed + 1 + attempt``, so a rerun gives the same text;
+    the first closed one is kept. A row that never closes keeps its first output (``ok`` False). Closed rows are
+    never touched, so the rule changes nothing where the AV already ends its explanation.
+    """
+    if retries < 0:
+        raise InputError(f"retries = {retries}", expected="retries >= 0 (0 keeps every first decode)")
+    out, todo = list(first), [i for i, e in enumerate(first) if not e.ok]
+    t = temperature if temperature > 0 else RETRY_TEMPERATURE
+    for attempt in range(retries):
+        if not todo:
+            break
+        again = explain(vectors[todo], temperature=t, seed=(seed or 0) + 1 + attempt, **decode)
+        for i, e in zip(todo, again):
+            if e.ok:
+                out[i] = replace(e, retries=attempt + 1)
+        todo = [i for i in todo if not out[i].ok]
+    for i in todo:
+        out[i] = replace(out[i], retries=retries)
+    return out
 
 
 def foreign_script_fraction(text: str) -> float:
@@ -165,10 +194,14 @@ class ActivationVerbalizer:
 
     def explain(self, vectors: Any, max_new_tokens: int = 150, temperature: float = 0.0, top_p: float = 1.0,
                 batch_size: int = 16, seed: int | None = None,
-                progress: Callable[[int, int], None] | None = None) -> list[Explanation]:
-        """Explain each row of ``vectors`` ([n, d] or [d]); greedy by default, sampled when temperature > 0."""
-        ids = self.generate(vectors, max_new_tokens, temperature, top_p, batch_size, seed, progress)
-        return [self.to_explanation(row, max_new_tokens) for row in ids]
+                progress: Callable[[int, int], None] | None = None, retries: int = 0) -> list[Explanation]:
+        """Explain each row of ``vectors`` ([n, d] or [d]); greedy by default, sampled when temperature > 0;
+        ``retries > 0`` resamples the rows left unclosed (``resample_unclosed``)."""
+        v = validate_vectors(vectors, self.d_model)
+        ids = self.generate(v, max_new_tokens, temperature, top_p, batch_size, seed, progress)
+        first = [self.to_explanation(row, max_new_tokens) for row in ids]
+        return resample_unclosed(self.explain, v, first, retries, temperature, seed, max_new_tokens=max_new_tokens,
+                                 top_p=top_p, batch_size=batch_size) if retries else first
 
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

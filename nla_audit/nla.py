@@ -39,6 +39,7 @@ class ExplainedActivation:
     warning: str | None = None
     best_of: int = 1  # > 1: one sample of this many, chosen by ``pick``
     pick: str = "closest"  # with best_of > 1: "closest" to the activation, or the "consensus" of the samples
+    retries: int = 0  # resamples it took to close the explanation (``--retries``); 0 = the first decode
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,7 +100,7 @@ class NLA:
     # ------------------------------------------------------------------------------------------------
     def explain_vectors(self, vectors: Any, max_new_tokens: int = 150, temperature: float = 0.0,
                         batch_size: int = 16, seed: int | None = None, best_of: int = 1,
-                        pick: str = "closest", progress: Any = None) -> list[ExplainedActivation]:
+                        pick: str = "closest", progress: Any = None, retries: int = 0) -> list[ExplainedActivation]:
         """One explanation per vector with its round-trip score.
 
         ``best_of = k > 1`` samples k explanations per vector and keeps one, by ``pick``:
@@ -110,10 +111,13 @@ class NLA:
         - ``"consensus"``: the one whose reconstruction is closest to the mean reconstruction of the k samples
           (minimum-Bayes-risk decoding under the AV's own distribution). It never looks at the activation, so
           its score is the fidelity of a decoding rule, as greedy or temperature 0.7 is.
+
+        ``retries = n > 0`` resamples each explanation left unclosed up to n times (``av.resample_unclosed``).
         """
         v = validate_vectors(vectors, self.av.d_model)
         check_best_of(best_of, temperature, pick)
         extra = {"progress": progress} if progress is not None and self.generator is self.av else {}
+        extra.update({"retries": retries} if retries else {})
         expl, pred = self.sample_explanations(v, best_of, max_new_tokens=max_new_tokens, temperature=temperature,
                                               batch_size=batch_size, seed=seed, **extra)
         scale = self.ar.meta.require_mse_scale()
@@ -124,7 +128,8 @@ class NLA:
         s = scored.take(keep)
         return [ExplainedActivation(explanation=e.text, ok=e.ok, truncated=e.truncated, mse_nrm=float(s.mse[i]),
                                     cos=float(s.cos[i]), fve_nrm=None if s.fve is None else float(s.fve[i]),
-                                    norm=float(v[i].norm()), warning=e.warning, best_of=best_of, pick=pick)
+                                    norm=float(v[i].norm()), warning=e.warning, best_of=best_of, pick=pick,
+                                    retries=getattr(e, "retries", 0))
                 for i, e in enumerate(expl[j] for j in keep.tolist())]
 
     def sample_explanations(self, vectors: torch.Tensor, k: int, **sampling: Any) -> tuple[list, torch.Tensor]:

@@ -96,7 +96,7 @@ def floor_order(n: int, seed: int = 0) -> torch.Tensor:
 
 def round_trip(av: Any, ar: Any, vectors: torch.Tensor, b_rv: float | None = None, *, shuffled: bool = False,
                seed: int = 0, sample_seed: int | None = None, max_new_tokens: int = 150, temperature: float = 0.0,
-               batch_size: int = 16, ar_batch_size: int = 32) -> RoundTrip:
+               batch_size: int = 16, ar_batch_size: int = 32, retries: int = 0) -> RoundTrip:
     """Explain each row of ``vectors`` with the AV, reconstruct the texts with the AR, score against ``vectors``.
 
     ``shuffled=True`` is the floor: the AV reads ``vectors[floor_order(n, seed)]`` (no row reads its own), and the
@@ -108,12 +108,14 @@ def round_trip(av: Any, ar: Any, vectors: torch.Tensor, b_rv: float | None = Non
             objects with ``text`` and ``ok`` (``ActivationVerbalizer``, the vLLM verbalizer).
         ar: anything with ``reconstruct(texts, batch_size)`` and ``meta.require_mse_scale()``.
         b_rv: the fve_nrm denominator; None gives ``fve = None``.
+        retries: resamples of each unclosed explanation (``av.resample_unclosed``); 0 scores every first decode.
     """
     gold = vectors
     read = floor_order(len(gold), seed) if shuffled else torch.arange(len(gold))
     sample = seed if sample_seed is None else sample_seed
     expl = av.explain(gold[read] if shuffled else gold, max_new_tokens=max_new_tokens, temperature=temperature,
-                      batch_size=batch_size, seed=sample if temperature > 0 else None)
+                      batch_size=batch_size, seed=sample if temperature > 0 else None,
+                      **({"retries": retries} if retries else {}))
     scored = score_texts(ar, [e.text for e in expl], gold, b_rv, ar_batch_size)
     return replace(scored, explanations=tuple(expl), read=read)
 

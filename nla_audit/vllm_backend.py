@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from nla_audit.av import ActivationVerbalizer, Explanation, validate_vectors
+from nla_audit.av import ActivationVerbalizer, Explanation, resample_unclosed, validate_vectors
 from nla_audit.errors import InjectionError, NLAAuditError
 from nla_audit.injection import embed_scale, find_injection_sites
 from nla_audit.metrics import normalize
@@ -60,13 +60,15 @@ class VLLMVerbalizer:
                        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
 
     def explain(self, vectors: Any, max_new_tokens: int = 150, temperature: float = 0.0, top_p: float = 1.0,
-                batch_size: int = 16, seed: int | None = None) -> list[Explanation]:
+                batch_size: int = 16, seed: int | None = None, retries: int = 0) -> list[Explanation]:
         from vllm import SamplingParams
 
         params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed,
                                 skip_special_tokens=False)
         outs = self.llm.generate(requests_for(self.av, vectors), params, use_tqdm=False)
-        return [self.av.to_explanation(list(o.outputs[0].token_ids), max_new_tokens) for o in outs]
+        first = [self.av.to_explanation(list(o.outputs[0].token_ids), max_new_tokens) for o in outs]
+        return resample_unclosed(self.explain, validate_vectors(vectors, self.av.d_model), first, retries,
+                                 temperature, seed, max_new_tokens=max_new_tokens, top_p=top_p) if retries else first
 
 
 def merged_dir(av: ActivationVerbalizer) -> Path:

@@ -18,6 +18,9 @@ def add_nla_args(p) -> None:
     p.add_argument("--pick", default="closest", choices=["closest", "consensus"],
                    help="with --best-of: closest = the sample the AR reconstructs best (scored against the activation); "
                         "consensus = the sample nearest the mean reconstruction (blind to the activation)")
+    p.add_argument("--retries", type=int, default=0, metavar="N",
+                   help="resample an explanation the AV left unclosed (e.g. a greedy loop) up to N times at "
+                        "temperature 0.7 (or --temperature), seeded; the first closed one is kept")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default="auto")
     p.add_argument("--backend", default="transformers", choices=["transformers", "vllm"],
@@ -45,11 +48,11 @@ def sampling(args) -> dict:
     from nla_audit.errors import InputError
     from nla_audit.nla import check_best_of
 
-    if args.max_new_tokens < 1 or args.batch_size < 1 or args.temperature < 0:
-        raise InputError("--max-new-tokens and --batch-size must be >= 1 and --temperature >= 0")
+    if args.max_new_tokens < 1 or args.batch_size < 1 or args.temperature < 0 or args.retries < 0:
+        raise InputError("--max-new-tokens and --batch-size must be >= 1, --temperature and --retries >= 0")
     check_best_of(args.best_of, args.temperature, args.pick)  # before any model loads: fail fast
     return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "batch_size": args.batch_size,
-            "seed": args.seed, "best_of": args.best_of, "pick": args.pick}
+            "seed": args.seed, "best_of": args.best_of, "pick": args.pick, "retries": args.retries}
 
 
 def _document(args):
@@ -182,7 +185,7 @@ def run(args) -> int:
         docs = [d for _p, _t, d in prov] if args.vectors else [None] * len(rows)
         for r, doc in zip(rows, docs):
             out = {k: r.to_dict()[k] for k in ("position", "token", "explanation", "mse_nrm", "cos",
-                                               "fve_nrm", "norm", "ok", "warning", "best_of", "pick")}
+                                               "fve_nrm", "norm", "ok", "warning", "best_of", "pick", "retries")}
             print(json.dumps({**({"doc_id": doc} if args.vectors else {}), **out}))
     else:
         print_table(rows, title)

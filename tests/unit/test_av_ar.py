@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from nla_audit.ar import ActivationReconstructor, last_token_index
-from nla_audit.av import ActivationVerbalizer, foreign_script_fraction, parse_explanation, validate_vectors
+from nla_audit.av import (
+    RETRY_TEMPERATURE,
+    ActivationVerbalizer,
+    Explanation,
+    foreign_script_fraction,
+    parse_explanation,
+    resample_unclosed,
+    validate_vectors,
+)
 from nla_audit.errors import InputError, SidecarError
 from nla_audit.guidance import generate_guided, guided_logprobs, sample_token
 from nla_audit.nla import NLA, best_sample, consensus_sample, resolve_positions
@@ -39,6 +47,44 @@ def test_batched_explain_equals_per_vector_greedy(tiny_nla):
     single = [av.explain(v[i], max_new_tokens=8)[0] for i in range(3)]
     assert [e.raw for e in batched] == [e.raw for e in single]
     assert all(not e.ok and e.truncated and e.n_tokens == 8 for e in batched)  # untrained: no tags, flagged
+
+
+def _expl(text: str, ok: bool) -> Explanation:
+    return Explanation(text=text, raw=text, ok=ok, truncated=not ok, n_tokens=3)
+
+
+def test_resample_unclosed_retries_only_the_unclosed_rows_and_keeps_the_first_closed_sample():
+    calls = []
+
+    def explain(v, temperature, seed, **decode):  # row 1 closes on its 2nd resample, row 2 never does
+        calls.append((v[:, 0].tolist(), temperature, seed, decode))
+        return [_expl(f"r{int(x)}-{seed}", ok=int(x) == 1 and seed == 2) for x in v[:, 0]]
+
+    v = torch.arange(3.0)[:, None].repeat(1, 4) + 0.5
+    v[:, 0] = torch.arange(3.0)
+    first = [_expl("greedy0", True), _expl("loop1", False), _expl("loop2", False)]
+    out = resample_unclosed(explain, v, first, retries=3, temperature=0.0, seed=None, max_new_tokens=9)
+    assert [c[0] for c in calls] == [[1.0, 2.0], [1.0, 2.0], [2.0]]  # closed rows are never decoded again
+    assert {c[1] for c in calls} == {RETRY_TEMPERATURE} and [c[2] for c in calls] == [1, 2, 3]
+    assert calls[0][3] == {"max_new_tokens": 9}
+    assert out[0] is first[0]
+    assert (out[1].text, out[1].ok, out[1].retries) == ("r1-2", True, 2)
+    assert (out[2].text, out[2].ok, out[2].retries) == ("loop2", False, 3)  # never closed: its first output
+    assert resample_unclosed(explain, v, first, retries=0, temperature=0.0, seed=None) == first
+    with pytest.raises(InputError, match="retries >= 0"):
+        resample_unclosed(explain, v, first, retries=-1, temperature=0.0, seed=None)
+
+
+def test_explain_with_retries_resamples_an_unclosed_greedy_decode(tiny_nla, monkeypatch):
+    av = ActivationVerbalizer.from_pretrained(tiny_nla[0])
+    v = torch.randn(2, 64)
+    greedy = av.explain(v, max_new_tokens=6)
+    temps = []
+    real = av._generate_batch
+    monkeypatch.setattr(av, "_generate_batch", lambda chunk, prompts, n, t, p: temps.append(t) or real(chunk, prompts, n, t, p))
+    again = av.explain(v, max_new_tokens=6, retries=2)
+    assert temps == [0.0, RETRY_TEMPERATURE, RETRY_TEMPERATURE]  # untrained: never closes, so both resamples run
+    assert [e.raw for e in again] == [e.raw for e in greedy] and all(e.retries == 2 and not e.ok for e in again)
 
 
 def test_guided_logprobs_interpolate_and_extrapolate():

@@ -90,6 +90,12 @@ def test_explain_bad_inputs(tmp_path, capsys, tiny_model_dir):
                  "--pick", "consensus", "--max-new-tokens", "4", "--json"]) == 0
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert rows and all(r["pick"] == "consensus" and r["best_of"] == 3 for r in rows)
+    code, err = _run(["explain", "--av", str(av), "--ar", str(ar), "--text", "a b c", "--retries", "-1"], capsys)
+    assert code == 2 and "--retries" in err and len(err.strip().splitlines()) == 1
+    assert main(["explain", "--av", str(av), "--ar", str(ar), "--text", "a b c", "--retries", "1", "--max-new-tokens", "4",
+                 "--json"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert rows and all(r["retries"] == 1 and not r["ok"] for r in rows)  # the untrained AV never closes its tag
     code, err = _run(["explain", "--av", str(tmp_path), "--ar", str(ar), "--text", "a b c"], capsys)
     assert code == 2 and "nla_meta.yaml" in err
     (tmp_path / "t.json").write_text(json.dumps([]))

@@ -65,6 +65,14 @@ def test_round_trip_scores_what_the_ar_reconstructs():
     assert rt.texts == [json.dumps(r.tolist()) for r in v]
 
 
+def test_round_trip_passes_retries_only_when_asked():
+    v, plain, retried = torch.randn(3, D), EchoAV(), EchoAV()
+    round_trip(plain, EchoAR(), v)
+    round_trip(retried, EchoAR(), v, retries=2)
+    assert "retries" not in plain.calls[0][1]  # AVs without the rule (other backends, stand-ins) still work
+    assert retried.calls[0][1]["retries"] == 2
+
+
 @pytest.mark.parametrize("n, seed", [(2, 0), (3, 1), (17, 4)])
 def test_floor_reads_the_derangement_and_scores_against_the_true_rows(n, seed):
     v = torch.randn(n, D)
