@@ -31,25 +31,43 @@ MIXED = "mixed (text + chat)"
 
 
 def _texts(av_dir: str, sets: dict, cache: Path, max_new_tokens: int, retries: int = 0) -> dict:
-    """{set: greedy explanations} of ``av_dir`` for every set's rows, from the cache when there."""
+    """{set: greedy explanations} of ``av_dir`` for every set's rows, from the cache when there. With ``retries``
+    the unclosed ones are resampled (``av.resample_unclosed``) from the plain greedy decode, which is cached too:
+    the plain and the retried reading of one AV cost one greedy pass."""
     h = hashlib.sha256()
     for f in sorted(Path(av_dir).glob("*")):
         h.update(f.name.encode() + f.read_bytes())
     for name, (v, ids) in sorted(sets.items()):
         h.update(name.encode() + v.numpy().tobytes() + "|".join(ids).encode())
-    path = cache / f"texts-{h.hexdigest()[:16]}-{max_new_tokens}{f'-r{retries}' if retries else ''}.json"
+    plain = cache / f"texts-{h.hexdigest()[:16]}-{max_new_tokens}.json"
+    path = plain.with_name(plain.stem + f"-r{retries}.json") if retries else plain
     if path.exists():
-        return json.loads(path.read_text())
-    from nla_audit.av import ActivationVerbalizer
+        return json.loads(path.read_text())["texts"]
+    from nla_audit.av import ActivationVerbalizer, Explanation, resample_unclosed
 
     av = ActivationVerbalizer.from_pretrained(av_dir, "float32", None)
-    out = {name: [e.text for e in av.explain(v, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=16,
-                                             retries=retries)]
-           for name, (v, _) in sets.items()}
-    cache.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".tmp").write_text(json.dumps(out))
+    if plain.exists():
+        got = json.loads(plain.read_text())
+        first = {name: [Explanation(text=t, raw=t, ok=ok, truncated=not ok, n_tokens=0)
+                        for t, ok in zip(got["texts"][name], got["ok"][name])] for name in sets}
+    else:
+        first = {name: av.explain(v, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=16)
+                 for name, (v, _) in sets.items()}
+        _save(plain, first)
+    if not retries:
+        return {name: [e.text for e in rows] for name, rows in first.items()}
+    out = {name: resample_unclosed(av.explain, v, first[name], retries, 0.0, None, max_new_tokens=max_new_tokens,
+                                   batch_size=16) for name, (v, _) in sets.items()}
+    _save(path, out)
+    return {name: [e.text for e in rows] for name, rows in out.items()}
+
+
+def _save(path: Path, explained: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"texts": {n: [e.text for e in rows] for n, rows in explained.items()},
+            "ok": {n: [bool(e.ok) for e in rows] for n, rows in explained.items()}}
+    path.with_suffix(".tmp").write_text(json.dumps(body))
     path.with_suffix(".tmp").replace(path)
-    return out
 
 
 def unclosed_share(texts: list[str]) -> float:

@@ -164,10 +164,11 @@ def _metrics(pred: torch.Tensor, gold: torch.Tensor, mse_scale: float, base: flo
 
 def nla_reconstruction(nla: Any, data: Heldout, name: str, base: float, shuffled: bool = False,
                        temperature: float = 0.0, max_new_tokens: int = 96, batch_size: int = 16,
-                       seed: int = 0) -> Reconstruction:
+                       seed: int = 0, retries: int | None = None) -> Reconstruction:
     """The NLA round trip (``roundtrip.round_trip``) on every held-out row, or, as the floor, on the derangement
     of the rows by ``seed``; scored with the common ``base`` (B_rv) so every row of a benchmark shares one
-    denominator."""
+    denominator; ``retries`` (default: the product's, ``av.DEFAULT_RETRIES``) resamples unclosed explanations."""
+    from nla_audit.av import DEFAULT_RETRIES
     from nla_audit.roundtrip import floor_order, round_trip
 
     gold = data.vectors
@@ -176,7 +177,8 @@ def nla_reconstruction(nla: Any, data: Heldout, name: str, base: float, shuffled
     nla.av.explain(gold[:1], max_new_tokens=2)  # warm-up, so one-off setup is not billed to the timing
     t0 = time.perf_counter()
     rt = round_trip(nla.av, nla.ar, gold, base, shuffled=shuffled, seed=seed, max_new_tokens=max_new_tokens,
-                    temperature=temperature, batch_size=batch_size)
+                    temperature=temperature, batch_size=batch_size,
+                    retries=DEFAULT_RETRIES if retries is None else retries)
     seconds = time.perf_counter() - t0
     return Reconstruction(name, "nla-shuffled" if shuffled else "nla", name, rt.require_fve().numpy(),
                           rt.mse.numpy(), rt.cos.numpy(), seconds, failed=rt.failed_rate,

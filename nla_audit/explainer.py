@@ -31,8 +31,12 @@ class NLAExplainer:
 
     name = "nla"
 
-    def __init__(self, nla: Any, max_new_tokens: int = 150, temperature: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, nla: Any, max_new_tokens: int = 150, temperature: float = 0.0, seed: int = 0,
+                 retries: int | None = None) -> None:
+        from nla_audit.av import DEFAULT_RETRIES
+
         self.nla, self.max_new_tokens, self.temperature, self.seed = nla, max_new_tokens, temperature, seed
+        self.retries = DEFAULT_RETRIES if retries is None else retries  # resamples of an unclosed explanation
 
     @property
     def site(self) -> tuple[str, int]:
@@ -40,5 +44,6 @@ class NLAExplainer:
 
     def describe(self, vectors: torch.Tensor, **kwargs: Any) -> list[str]:
         kw = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
-              "seed": self.seed if self.temperature > 0 else None, **kwargs}
+              "seed": self.seed if self.temperature > 0 else None,
+              **({"retries": self.retries} if self.retries else {}), **kwargs}
         return [e.text for e in self.nla.generator.explain(vectors, **kw)]

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from nla_audit.ar import ActivationReconstructor
-from nla_audit.av import ActivationVerbalizer, validate_vectors
+from nla_audit.av import DEFAULT_RETRIES, ActivationVerbalizer, validate_vectors
 from nla_audit.corpus import Document, tokenize_document
 from nla_audit.errors import InputError, ModelLoadError
 from nla_audit.metrics import normalize
@@ -100,7 +100,8 @@ class NLA:
     # ------------------------------------------------------------------------------------------------
     def explain_vectors(self, vectors: Any, max_new_tokens: int = 150, temperature: float = 0.0,
                         batch_size: int = 16, seed: int | None = None, best_of: int = 1,
-                        pick: str = "closest", progress: Any = None, retries: int = 0) -> list[ExplainedActivation]:
+                        pick: str = "closest", progress: Any = None,
+                        retries: int = DEFAULT_RETRIES) -> list[ExplainedActivation]:
         """One explanation per vector with its round-trip score.
 
         ``best_of = k > 1`` samples k explanations per vector and keeps one, by ``pick``:

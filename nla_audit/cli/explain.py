@@ -18,9 +18,10 @@ def add_nla_args(p) -> None:
     p.add_argument("--pick", default="closest", choices=["closest", "consensus"],
                    help="with --best-of: closest = the sample the AR reconstructs best (scored against the activation); "
                         "consensus = the sample nearest the mean reconstruction (blind to the activation)")
-    p.add_argument("--retries", type=int, default=0, metavar="N",
+    p.add_argument("--retries", type=int, default=None, metavar="N",
                    help="resample an explanation the AV left unclosed (e.g. a greedy loop) up to N times at "
-                        "temperature 0.7 (or --temperature), seeded; the first closed one is kept")
+                        "temperature 0.7 (or --temperature), seeded; the first closed one is kept (default: "
+                        "nla_audit.av.DEFAULT_RETRIES)")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default="auto")
     p.add_argument("--backend", default="transformers", choices=["transformers", "vllm"],
@@ -45,9 +46,12 @@ def register(sub) -> None:
 
 
 def sampling(args) -> dict:
+    from nla_audit.av import DEFAULT_RETRIES
     from nla_audit.errors import InputError
     from nla_audit.nla import check_best_of
 
+    if args.retries is None:
+        args.retries = DEFAULT_RETRIES
     if args.max_new_tokens < 1 or args.batch_size < 1 or args.temperature < 0 or args.retries < 0:
         raise InputError("--max-new-tokens and --batch-size must be >= 1, --temperature and --retries >= 0")
     check_best_of(args.best_of, args.temperature, args.pick)  # before any model loads: fail fast
