@@ -37,10 +37,11 @@ if [ "${1:-}" = status ]; then
   exit 0
 fi
 
-[ -f "$RUN/data/base.parquet" ] || "$NLA" extract --corpus mix --max-length 512 --positions 16 --min-position 10 \
-  --max-docs 940 --batch-size 8 --out "$RUN/data/base.parquet" --quiet
-[ -f "$RUN/$DATA/av_sft.parquet" ] || "$NLA" datagen --data "$RUN/data/base.parquet" --out-dir "$RUN/$DATA" --pool-sft \
-  --dtype float32
+if [ ! -f "$RUN/$DATA/av_sft.parquet" ]; then  # a restored state (chat_state.sh) may hold $DATA without data/
+  [ -f "$RUN/data/base.parquet" ] || "$NLA" extract --corpus mix --max-length 512 --positions 16 --min-position 10 \
+    --max-docs 940 --batch-size 8 --out "$RUN/data/base.parquet" --quiet
+  "$NLA" datagen --data "$RUN/data/base.parquet" --out-dir "$RUN/$DATA" --pool-sft --dtype float32
+fi
 
 # one thread each when both stages run side by side; ONLY=av (or ar) trains one stage on THREADS threads
 ONLY="${ONLY:-}"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Carry the chat NLA rebuild (devscripts/chat_rebuild.sh) across sessions in git: this workplace lays each
+# session's work tree anew and does not always keep its machine, so runs/ can vanish between sessions (session 26
+# found none). `save` copies what the rebuild cannot cheaply redo into resume/chat/ (committed): the merged AV-SFT
+# rows of phase 5, the AR SFT's export, the AV SFT's checkpoint (weights, optimizer, RNG: an exact resume) and the
+# benchmark caches; `restore` copies back whatever runs/ lacks. Remove resume/ once phase 11 is decided.
+#   bash devscripts/chat_state.sh save      # at the end of a session, then commit resume/
+#   bash devscripts/chat_state.sh restore   # at the start of the next, then rerun chat_rebuild.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KEEP=(chat/mix5/av_sft.parquet chat/mix5/av_sft.parquet.nla_meta.yaml chat/ar_sft5/ar chat/ar_sft5/metrics.jsonl
+      chat/ar_sft5/resolved_config.yaml chat/ar_sft5/run_id chat/av_sft6/checkpoint chat/av_sft6/metrics.jsonl
+      chat/av_sft6/resolved_config.yaml chat/av_sft6/run_id cross_ar_cache fve_by_class_cache)
+case "${1:-}" in
+  save)
+    for k in "${KEEP[@]}"; do
+      [ -e "runs/$k" ] || continue
+      mkdir -p "resume/$(dirname "$k")" && rm -rf "resume/$k.tmp" && cp -r "runs/$k" "resume/$k.tmp" \
+        && rm -rf "resume/$k" && mv "resume/$k.tmp" "resume/$k" && echo "saved $k"
+    done ;;
+  restore)
+    [ -e runs ] || { mkdir -p "${NLA_AUDIT_CACHE:-$HOME/.cache/nla_audit}/runs" && ln -s "${NLA_AUDIT_CACHE:-$HOME/.cache/nla_audit}/runs" runs; }
+    for k in "${KEEP[@]}"; do
+      [ -e "resume/$k" ] && [ ! -e "runs/$k" ] || continue
+      mkdir -p "runs/$(dirname "$k")" && cp -r "resume/$k" "runs/$k" && echo "restored $k"
+    done ;;
+  *) echo "usage: bash devscripts/chat_state.sh {save|restore}" >&2; exit 2 ;;
+esac
