@@ -18,8 +18,9 @@ fi
 mkdir -p runs/chat
 source devscripts/chat_common.sh
 
-# the data steps, skipped when a saved state (chat_state.sh) already holds their product and the AR SFT is done
-if [ ! -f runs/chat/mix5/av_sft.parquet ] || [ "$(done_steps ar_sft5)" -lt 100 ]; then
+# the data steps, skipped when a saved state (chat_state.sh) holds what is left to train: both SFT stages done, or
+# the AR done and the AV-SFT rows there
+if [ "$(done_steps ar_sft5)" -lt 100 ] || { [ "$(done_steps av_sft6)" -lt 400 ] && [ ! -f runs/chat/mix5/av_sft.parquet ]; }; then
   if [ ! -f runs/chat/data/base.parquet ]; then
     step extract
     "$NLA" extract --corpus mix --max-length 512 --positions 16 --min-position 10 --max-docs 940 --batch-size 8 \

@@ -28,7 +28,8 @@ def test_chat_state_save_then_restore_brings_back_a_lost_run(tmp_path):
     ckpt.mkdir(parents=True)
     (ckpt / "state.pt").write_bytes(b"weights")
     (ckpt.parent / "metrics.jsonl").write_text('{"step": 150}\n')
-    (ckpt.parent / "av").mkdir()  # an export: redone on resume, so not carried
+    (ckpt.parent / "av").mkdir()
+    (ckpt.parent / "av" / "adapter.safetensors").write_bytes(b"export")
     env = {**os.environ, "NLA_AUDIT_CACHE": str(tmp_path / "cache")}
 
     def run(*args):
@@ -36,12 +37,15 @@ def test_chat_state_save_then_restore_brings_back_a_lost_run(tmp_path):
                               capture_output=True, text=True, env=env)
 
     assert run("save").returncode == 0
+    assert not (repo / "resume/chat/av_sft6/checkpoint").exists()  # ~60 MB: carried only with CKPT=1
+    env["CKPT"] = "1"
+    assert run("save").returncode == 0
     shutil.rmtree(repo / "runs")  # a new machine: the work tree is laid anew, runs/ is gone
     r = run("restore")
     assert r.returncode == 0 and "restored chat/av_sft6/checkpoint" in r.stdout
     assert (repo / "runs").is_symlink()  # the new runs/ lives in the cache folder, outside the work tree
     assert (repo / "runs/chat/av_sft6/checkpoint/state.pt").read_bytes() == b"weights"
     assert (repo / "runs/chat/av_sft6/metrics.jsonl").read_text() == '{"step": 150}\n'
-    assert not (repo / "runs/chat/av_sft6/av").exists()
+    assert (repo / "runs/chat/av_sft6/av/adapter.safetensors").read_bytes() == b"export"
     bad = run("bogus")
     assert bad.returncode == 2 and bad.stderr.startswith("usage:")
