@@ -24,3 +24,19 @@ train_and_score() {
     "runs/chat/$ar_run/ar" --text-docs 40 --chat-docs 40 --positions 3 --task-items 12 --append
   step done
 }
+
+# phase5_data: phase 5's data steps into $MIX (content rows, the shipped AV's samples there, the merge with phase 3's
+# best-of-4 text rows); each skipped when its output exists. Used by chat_phase5.sh and chat_rebuild.sh.
+phase5_data() {
+[ -f $MIX/content_rows.parquet ] || { step content-rows; .venv/bin/python devscripts/chat_mix.py content-rows --mix $MIX; }
+if [ ! -f $MIX/content_ar.parquet ]; then
+  step "content samples"
+  "$NLA" train av-texts --av $S/av --data $MIX/content_rows.parquet --out $MIX/content_ar.parquet \
+    --set max_rows=900 chunk_rows=64 batch_size=32 device=cpu
+fi
+if [ ! -f $MIX/av_sft.parquet ]; then
+  step merge
+  .venv/bin/python devscripts/chat_mix.py merge --mix $MIX --own ../mix3/text_bo4.parquet --content content_ar.parquet
+  cp runs/chat/data2/ar_eval.parquet runs/chat/data2/ar_eval.parquet.nla_meta.yaml $MIX/
+fi
+}

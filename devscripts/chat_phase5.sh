@@ -15,15 +15,5 @@ MIX=runs/chat/mix5
 AV_RUN="${AV_RUN:-av_sft5}" PAIR="${PAIR:-chat-hybrid-s400}"
 
 [ -f runs/chat/mix3/text_bo4.parquet ] || { echo "no runs/chat/mix3/text_bo4.parquet: run devscripts/chat_phase3.sh first"; exit 2; }
-[ -f $MIX/content_rows.parquet ] || { step content-rows; .venv/bin/python devscripts/chat_mix.py content-rows --mix $MIX; }
-if [ ! -f $MIX/content_ar.parquet ]; then
-  step "content samples"
-  "$NLA" train av-texts --av $S/av --data $MIX/content_rows.parquet --out $MIX/content_ar.parquet \
-    --set max_rows=900 chunk_rows=64 batch_size=32 device=cpu
-fi
-if [ ! -f $MIX/av_sft.parquet ]; then
-  step merge
-  .venv/bin/python devscripts/chat_mix.py merge --mix $MIX --own ../mix3/text_bo4.parquet --content content_ar.parquet
-  cp runs/chat/data2/ar_eval.parquet runs/chat/data2/ar_eval.parquet.nla_meta.yaml $MIX/
-fi
+phase5_data
 train_and_score mix5 ar_sft5 "$AV_RUN" "$PAIR"

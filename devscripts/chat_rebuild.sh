@@ -38,17 +38,7 @@ if [ "$(done_steps ar_sft5)" -lt 100 ] || { [ "$(done_steps av_sft6)" -lt 400 ] 
   fi
   # phase 5's data steps, then its AR and phase 6's AV (the lr 1e-4 run), without the test-split scoring
   MIX=runs/chat/mix5
-  [ -f $MIX/content_rows.parquet ] || { step content-rows; .venv/bin/python devscripts/chat_mix.py content-rows --mix $MIX; }
-  if [ ! -f $MIX/content_ar.parquet ]; then
-    step "content samples"
-    "$NLA" train av-texts --av $S/av --data $MIX/content_rows.parquet --out $MIX/content_ar.parquet \
-      --set max_rows=900 chunk_rows=64 batch_size=32 device=cpu
-  fi
-  if [ ! -f $MIX/av_sft.parquet ]; then
-    step merge
-    .venv/bin/python devscripts/chat_mix.py merge --mix $MIX --own ../mix3/text_bo4.parquet --content content_ar.parquet
-    cp runs/chat/data2/ar_eval.parquet runs/chat/data2/ar_eval.parquet.nla_meta.yaml $MIX/
-  fi
+  phase5_data
 fi
 if [ "$(done_steps ar_sft5)" -lt 100 ]; then
   step "AR SFT"; ONLY=ar DATA=mix5 AR_RUN=ar_sft5 AR_STEPS=100 bash devscripts/chat_nla.sh
