@@ -139,11 +139,14 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16,
                     help="activations per AV generate call; 64 runs faster than 16 on a CPU (fewer, larger matrix products), "
                          "but samples other explanations than the recorded runs (16) at the same seed")
+    ap.add_argument("--retries", type=int, default=0, metavar="N",
+                    help="resample an unclosed explanation up to N times (the product's rule, av.DEFAULT_RETRIES; "
+                         "0 = one decode, as every entry before 2026-12-03 15:00 UTC was read)")
     ap.add_argument("--json-out", default=None)
     ap.add_argument("--append", action="store_true", help="append the entry to BENCHMARKS.md (default: print only)")
     args = ap.parse_args()
-    if args.batch_size < 1:
-        ap.error(f"--batch-size {args.batch_size}: expected an integer >= 1")
+    if args.batch_size < 1 or args.retries < 0:
+        ap.error(f"--batch-size {args.batch_size} / --retries {args.retries}: expected integers >= 1 / >= 0")
     if args.best_of > 1 and args.temperature <= 0:
         ap.error("--best-of needs --temperature > 0 (greedy samples are identical)")
     for path in args.lookup_data:  # checked before any generation
@@ -165,7 +168,8 @@ def main() -> None:
     n = len(v)
     lines.append(f"- held-out: {n} activations from {len(set(cols['doc_id']))} test-split documents of the default "
                  f"corpus (never used in training), layer {nla0.layer}, "
-                 f"{'greedy' if args.temperature == 0 else f'temperature {args.temperature}'}, max_new_tokens {args.max_new_tokens}")
+                 f"{'greedy' if args.temperature == 0 else f'temperature {args.temperature}'}, max_new_tokens {args.max_new_tokens}"
+                 + (f", unclosed explanations resampled up to {args.retries} times (T 0.7)" if args.retries else ""))
     lines.append("")
     lines.append("| checkpoint | fve_nrm mean [95% CI] | fve_nrm median | mse_nrm | cos | failed parse | training |")
     lines.append("|---|---|---|---|---|---|---|")
@@ -181,7 +185,7 @@ def main() -> None:
         # the floor: every row reads another row's activation (the derangement with seed 0), scored against its own
         for label, shuffled in ((name, False), (f"{name} · floor (shuffled activations)", True)):
             rt = round_trip(nla.av, nla.ar, v, base, shuffled=shuffled, seed=0, max_new_tokens=args.max_new_tokens,
-                            batch_size=args.batch_size, temperature=args.temperature)
+                            batch_size=args.batch_size, temperature=args.temperature, retries=args.retries)
             fve = rt.require_fve()
             lines.append(table_row(results, label, fve, rt.mse, rt.cos, rt.failed_rate,
                                    run_cost(Path(av), Path(ar)) if label == name else "", docs))

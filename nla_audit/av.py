@@ -25,7 +25,7 @@ RETRY_TEMPERATURE = 0.7  # a greedy decode's resamples: the reference inference 
 # The product's decode rule for unclosed explanations: resamples per row in ``nla-audit explain/score``,
 # ``NLA.explain_vectors``, the evals' explainer and bench (the raw ``explain`` and the benchmarks take it
 # explicitly). A shipped NLA measured under ``--retries N`` sets it to N (docs/results/chat-nla.md, phase 11).
-DEFAULT_RETRIES = 0
+DEFAULT_RETRIES = 2
 
 
 @dataclass(frozen=True)
