@@ -4,7 +4,8 @@
 # found none). `save` copies what the rebuild cannot cheaply redo into resume/chat/ (committed): both SFT stages'
 # exports and run records and the benchmark caches, and with CKPT=1 the merged AV-SFT rows and the SFT checkpoints
 # (weights, optimizer, RNG: an exact resume of a stage stopped halfway; ~60 MB each, so only when one is). `restore`
-# copies back whatever runs/ lacks. Remove resume/ once phase 11 is decided.
+# copies back whatever runs/ lacks. resume/ exists only while such a run is in flight: phase 11's pair shipped in
+# session 27 and its resume/ was removed (git history keeps it, at commit 2583827).
 #   bash devscripts/chat_state.sh save      # at the end of a session, then commit resume/
 #   bash devscripts/chat_state.sh restore   # at the start of the next, then rerun chat_rebuild.sh
 set -euo pipefail

@@ -350,13 +350,16 @@ def _seconds(log) -> float:
 def run_info(cfg: BenchConfig, subj: Subjects, recon, seconds: float) -> dict:
     import torch
 
+    from nla_audit.av import DEFAULT_RETRIES
+
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     grader = {"embed": "embed (offline embedding proxy, all-MiniLM-L6-v2; not the paper's Claude grader)",
               "model": f"model ({cfg.grader_model})", "both": f"embed + model ({cfg.grader_model})"}[cfg.grader]
     return {"site": f"{subj.model} layer {subj.layer}", "data": recon["data"].iloc[0] if len(recon) else "",
             "heldout_check": subj.heldout_check,
             "b_rv": float(recon["b_rv"].iloc[0]) if len(recon) else float("nan"),
-            "decoding": "greedy" if cfg.temperature == 0 else f"temperature {cfg.temperature}, seed {cfg.seed}",
+            "decoding": ("greedy" if cfg.temperature == 0 else f"temperature {cfg.temperature}, seed {cfg.seed}")
+                        + (f", unclosed explanations resampled up to {DEFAULT_RETRIES}×" if DEFAULT_RETRIES else ""),
             "max_new_tokens": cfg.max_new_tokens, "limit": cfg.limit, "tasks": list(cfg.tasks),
             "grader": grader, "warnings": list(subj.warnings), "minutes": seconds / 60, "device": device,
             "checkpoints": {name: f"{av} + {ar}" for name, av, ar in subj.nla}
