@@ -169,7 +169,7 @@ def main() -> None:
     lines.append(f"- held-out: {n} activations from {len(set(cols['doc_id']))} test-split documents of the default "
                  f"corpus (never used in training), layer {nla0.layer}, "
                  f"{'greedy' if args.temperature == 0 else f'temperature {args.temperature}'}, max_new_tokens {args.max_new_tokens}"
-                 + (f", unclosed explanations resampled up to {args.retries} times (T 0.7)" if args.retries else ""))
+                 + (f", unclosed explanations resampled up to {args.retries} times" if args.retries else ""))
     lines.append("")
     lines.append("| checkpoint | fve_nrm mean [95% CI] | fve_nrm median | mse_nrm | cos | failed parse | training |")
     lines.append("|---|---|---|---|---|---|---|")
